@@ -1,0 +1,209 @@
+import { z } from 'zod';
+import { defaultReplicaId, type Config } from './config.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export type LoadResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** An optional variable: unset and empty both mean "use the default". */
+const opt = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema.optional());
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  opt(
+    z
+      .string()
+      .trim()
+      .regex(/^\d+$/, { message: 'must be a whole number' })
+      .transform(Number)
+      .pipe(z.number().int().min(min, { message: `must be at least ${min}` }).max(max, { message: `must be at most ${max}` })),
+  );
+
+const list = opt(
+  z.string().transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== ''),
+  ),
+);
+
+const url = (protocols: readonly string[]) =>
+  opt(
+    z
+      .string()
+      .trim()
+      .refine(
+        (s) => {
+          try {
+            return protocols.includes(new URL(s).protocol);
+          } catch {
+            return false;
+          }
+        },
+        { message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+      ),
+  );
+
+const schema = z.object({
+  ENVIRONMENT: opt(z.enum(['development', 'production'], { message: 'must be development or production' })),
+  HOST: opt(z.string().trim()),
+  PORT: int(0, 65535),
+  CORS_ORIGINS: list,
+  API_CORS_ORIGINS: list,
+  WEBSOCKET_PATHS: list,
+  WEBSOCKET_MAX_CONNECTIONS_PER_USER: int(1),
+  WEBSOCKET_MAX_GLOBAL_CONNECTIONS: int(1),
+  WEBSOCKET_MAX_MESSAGES_PER_SECOND: int(1),
+  WEBSOCKET_MAX_MESSAGES_PER_MINUTE: int(1),
+  WEBSOCKET_MAX_PAYLOAD_BYTES: int(128, 64 * 1024 * 1024),
+  WEBSOCKET_MAX_BACKPRESSURE_BYTES: int(1024),
+  WEBSOCKET_SESSION_FAILURES_PER_MINUTE: int(0),
+  WEBSOCKET_IDLE_TIMEOUT_SECONDS: int(0, 960),
+  WEBSOCKET_LEASE_SECONDS: int(2, 3600),
+  WEBSOCKET_LIMITS_FAILURE_MODE: opt(z.enum(['local', 'closed'], { message: 'must be local or closed' })),
+  WEBSOCKET_BUILTIN_AGENTS: opt(z.string()),
+  AGENT_MAX_QUEUE: int(1),
+  SHUTDOWN_DRAIN_SECONDS: int(0, 3600),
+  AGENT_REPLY_TIMEOUT_SECONDS: int(1, 3600),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_KEY_PREFIX: opt(z.string()),
+  SESSION_VALIDATOR: opt(z.enum(['dev', 'jwt', 'redis', 'http'], { message: 'must be one of dev, jwt, redis, http' })),
+  SESSION_JWT_SECRET: opt(z.string()),
+  SESSION_JWKS_URL: url(['http:', 'https:']),
+  SESSION_JWT_ISSUER: opt(z.string().trim()),
+  SESSION_JWT_AUDIENCE: opt(z.string().trim()),
+  SESSION_INTROSPECTION_URL: url(['http:', 'https:']),
+  SESSION_INTROSPECTION_TIMEOUT_MS: int(1, 60_000),
+  LOG_LEVEL: opt(z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })),
+  REPLICA_ID: opt(z.string().trim().regex(/^[A-Za-z0-9_.:-]{1,128}$/, { message: 'must be 1-128 of letters, digits, _ . : -' })),
+});
+
+/**
+ * Reads and checks every variable at once. Problems are returned together, one line each,
+ * naming the variable, so an operator fixes them in one go instead of one restart per typo.
+ */
+export function loadConfig(env: Env): LoadResult {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const errors = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? 'environment');
+      return `${variable}: ${issue.message} (got ${JSON.stringify(env[variable] ?? '')})`;
+    });
+    return { ok: false, errors };
+  }
+  const v = parsed.data;
+  const errors: string[] = [];
+  const environment = v.ENVIRONMENT ?? 'development';
+  const prod = environment === 'production';
+
+  const corsOrigins = v.CORS_ORIGINS ?? (prod ? [] : ['*']);
+  const apiCorsOrigins = v.API_CORS_ORIGINS ?? corsOrigins;
+  for (const [name, origins] of [
+    ['CORS_ORIGINS', corsOrigins],
+    ['API_CORS_ORIGINS', apiCorsOrigins],
+  ] as const) {
+    if (prod && origins.length === 0) errors.push(`${name}: is required in production (a comma list of origins)`);
+    if (prod && origins.includes('*')) errors.push(`${name}: '*' is not allowed in production; list the origins`);
+    for (const origin of origins) {
+      if (origin !== '*' && !isOrigin(origin)) {
+        errors.push(`${name}: ${JSON.stringify(origin)} is not an origin of the form scheme://host[:port]`);
+      }
+    }
+  }
+
+  const websocketPaths = (v.WEBSOCKET_PATHS ?? ['/api/ws']).map((p) => p.replace(/\/+$/, ''));
+  for (const path of websocketPaths) {
+    if (!/^\/[A-Za-z0-9/_.~-]*$/.test(path) || path === '') {
+      errors.push(`WEBSOCKET_PATHS: ${JSON.stringify(path)} must start with / and hold only URL path characters`);
+    }
+  }
+
+  const validator = v.SESSION_VALIDATOR ?? (prod ? undefined : 'dev');
+  if (validator === undefined) errors.push('SESSION_VALIDATOR: is required in production (jwt, redis or http)');
+  if (prod && validator === 'dev') errors.push('SESSION_VALIDATOR: dev accepts any token and is refused in production');
+  if (validator === 'jwt' && !v.SESSION_JWT_SECRET && !v.SESSION_JWKS_URL) {
+    errors.push('SESSION_JWT_SECRET: jwt sessions need SESSION_JWT_SECRET (HS256) or SESSION_JWKS_URL');
+  }
+  if (validator === 'http' && !v.SESSION_INTROSPECTION_URL) {
+    errors.push('SESSION_INTROSPECTION_URL: is required when SESSION_VALIDATOR=http');
+  }
+  if (validator === 'redis' && !v.REDIS_URL) errors.push('REDIS_URL: is required when SESSION_VALIDATOR=redis');
+  if (prod && !v.REDIS_URL) {
+    errors.push('REDIS_URL: is required in production (embedded mode serves one replica only)');
+  }
+
+  const perSecond = v.WEBSOCKET_MAX_MESSAGES_PER_SECOND ?? 10;
+  const perMinute = v.WEBSOCKET_MAX_MESSAGES_PER_MINUTE ?? 100;
+  const idle = v.WEBSOCKET_IDLE_TIMEOUT_SECONDS ?? 120;
+  if (idle !== 0 && idle < 8) {
+    errors.push('WEBSOCKET_IDLE_TIMEOUT_SECONDS: must be 0 (off) or at least 8 (the socket timer ticks every 4 s)');
+  }
+
+  const builtinAgents = (v.WEBSOCKET_BUILTIN_AGENTS ?? (prod ? '' : 'echo'))
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const agent of builtinAgents) {
+    if (agent !== 'echo') errors.push(`WEBSOCKET_BUILTIN_AGENTS: unknown built-in agent ${JSON.stringify(agent)} (known: echo)`);
+  }
+
+  if (errors.length > 0 || validator === undefined) return { ok: false, errors };
+
+  const config: Config = {
+    environment,
+    host: v.HOST ?? '0.0.0.0',
+    port: v.PORT ?? 8000,
+    corsOrigins,
+    apiCorsOrigins,
+    websocketPaths,
+    limits: {
+      maxConnectionsPerUser: v.WEBSOCKET_MAX_CONNECTIONS_PER_USER ?? 5,
+      maxGlobalConnections: v.WEBSOCKET_MAX_GLOBAL_CONNECTIONS ?? 1000,
+      maxMessagesPerSecond: perSecond,
+      maxMessagesPerMinute: perMinute,
+      maxPayloadBytes: v.WEBSOCKET_MAX_PAYLOAD_BYTES ?? 65536,
+      maxBackpressureBytes: v.WEBSOCKET_MAX_BACKPRESSURE_BYTES ?? 1024 * 1024,
+      sessionFailuresPerMinute: v.WEBSOCKET_SESSION_FAILURES_PER_MINUTE ?? 30,
+      failureMode: v.WEBSOCKET_LIMITS_FAILURE_MODE ?? 'local',
+    },
+    idleTimeoutSeconds: idle,
+    leaseSeconds: v.WEBSOCKET_LEASE_SECONDS ?? 30,
+    builtinAgents,
+    agentMaxQueue: v.AGENT_MAX_QUEUE ?? 10_000,
+    shutdownDrainSeconds: v.SHUTDOWN_DRAIN_SECONDS ?? 10,
+    agentReplyTimeoutSeconds: v.AGENT_REPLY_TIMEOUT_SECONDS ?? 60,
+    redis: v.REDIS_URL ? { url: v.REDIS_URL, keyPrefix: v.REDIS_KEY_PREFIX ?? 'wsgw:' } : null,
+    session: {
+      validator,
+      jwtSecret: v.SESSION_JWT_SECRET,
+      jwksUrl: v.SESSION_JWKS_URL,
+      jwtIssuer: v.SESSION_JWT_ISSUER,
+      jwtAudience: v.SESSION_JWT_AUDIENCE,
+      introspectionUrl: v.SESSION_INTROSPECTION_URL,
+      introspectionTimeoutMs: v.SESSION_INTROSPECTION_TIMEOUT_MS ?? 2000,
+    },
+    logLevel: v.LOG_LEVEL ?? 'info',
+    replicaId: v.REPLICA_ID ?? defaultReplicaId(),
+  };
+  return { ok: true, config: deepFreeze(config) };
+}
+
+function isOrigin(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === value.replace(/\/+$/, '').toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { rejectionBody, UpgradeRejections, type UpgradeRejectionCode } from '@wsgw/protocol';
+import { tokenFingerprint } from './fingerprint.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { OriginPolicy } from './origin.js';
+import {
+  SessionBackendUnavailableError,
+  type ConnectionLeases,
+  type Logger,
+  type SessionResult,
+  type SessionValidator,
+} from './ports.js';
+
+/** What the transport copied out of the upgrade request before the first await. */
+export interface UpgradeRequest {
+  path: string;
+  origin: string | undefined;
+  token: string | undefined;
+  remoteAddress: string;
+}
+
+/** A granted upgrade: the slot is held until `release` (or the socket closes). */
+export interface AdmissionTicket {
+  connectionId: string;
+  userId: string;
+  path: string;
+  origin: string | undefined;
+  tokenHash: string;
+}
+
+export interface Rejection {
+  code: UpgradeRejectionCode;
+  status: number;
+  body: string;
+  retryAfterSeconds?: number;
+}
+
+export type Admission =
+  | { admitted: true; ticket: AdmissionTicket }
+  | { admitted: false; rejection: Rejection }
+  /** The client left during the checks; whatever was taken has been given back. */
+  | { admitted: false; rejection: null };
+
+/** Guards token guessing: failed session checks per address, denied before validating. */
+export interface UpgradeThrottle {
+  /** May this address try a session now? */
+  allows(remoteAddress: string): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }>;
+  /** Records a failed session check from this address. */
+  failed(remoteAddress: string): Promise<void>;
+}
+
+export interface AdmissionDeps {
+  origins: OriginPolicy;
+  sessions: SessionValidator;
+  leases: ConnectionLeases;
+  isDraining: () => boolean;
+  /** Extra reason to refuse with `unavailable` (shared state unreachable in `closed` mode). */
+  isUnavailable: () => boolean;
+  throttle?: UpgradeThrottle | undefined;
+  metrics: GatewayMetrics;
+  log: Logger;
+}
+
+export interface AbortFlag {
+  readonly aborted: boolean;
+}
+
+/**
+ * Runs the checks of CONTRACT §4 in their order: origin -> session -> draining -> unavailable
+ * -> global limit -> user limit. The slot is checked and taken in one atomic step by the leases.
+ */
+export class UpgradeAdmission {
+  constructor(private readonly deps: AdmissionDeps) {}
+
+  async admit(req: UpgradeRequest, abort: AbortFlag): Promise<Admission> {
+    const { deps } = this;
+    if (!deps.origins.allowsUpgradeFrom(req.origin)) {
+      deps.log.warn(
+        { event: 'security.origin_rejected', origin: req.origin, path: req.path, ip: req.remoteAddress },
+        'upgrade refused: origin not allowed',
+      );
+      return this.reject(req, 'origin_not_allowed');
+    }
+
+    const token = req.token;
+    if (token === undefined || token === '') {
+      this.logSessionInvalid(req, 'missing', undefined);
+      return this.reject(req, 'session_invalid');
+    }
+    const tokenHash = tokenFingerprint(token);
+
+    if (deps.throttle) {
+      const verdict = await deps.throttle.allows(req.remoteAddress);
+      if (abort.aborted) return { admitted: false, rejection: null };
+      if (!verdict.allowed) {
+        deps.log.warn(
+          { event: 'security.session_invalid', reason: 'too_many_failures', path: req.path, ip: req.remoteAddress },
+          'upgrade refused: too many failed session checks from this address',
+        );
+        return this.reject(req, 'too_many_upgrades', verdict.retryAfterMs);
+      }
+    }
+
+    let result: SessionResult;
+    try {
+      result = await deps.sessions.validate(token);
+    } catch (err) {
+      if (!(err instanceof SessionBackendUnavailableError)) {
+        deps.log.error({ err, path: req.path, token_hash: tokenHash }, 'session validator failed');
+      }
+      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
+    }
+    if (!result.valid) {
+      this.logSessionInvalid(req, result.reason, tokenHash);
+      if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
+      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'session_invalid');
+    }
+    if (abort.aborted) return { admitted: false, rejection: null };
+
+    if (deps.isDraining()) return this.reject(req, 'draining');
+    if (deps.isUnavailable()) return this.reject(req, 'unavailable');
+
+    const { userId } = result.session;
+    const connectionId = randomUUID();
+    let decision;
+    try {
+      decision = await deps.leases.acquire(connectionId, userId);
+    } catch (err) {
+      deps.log.error({ err, path: req.path, user_id: userId }, 'connection slot store failed');
+      // The call may have taken the slot before failing: give it back (idempotent by id).
+      await this.releaseQuietly(connectionId, userId);
+      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
+    }
+    if (!decision.granted) {
+      if (decision.reason !== 'unavailable') {
+        deps.log.warn(
+          {
+            event: 'security.connection_limit',
+            reason: decision.reason,
+            path: req.path,
+            origin: req.origin,
+            user_id: userId,
+            token_hash: tokenHash,
+          },
+          'upgrade refused: connection limit',
+        );
+      }
+      return abort.aborted
+        ? { admitted: false, rejection: null }
+        : this.reject(req, decision.reason, decision.retryAfterMs);
+    }
+    if (abort.aborted || deps.isDraining()) {
+      await this.releaseQuietly(connectionId, userId);
+      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'draining');
+    }
+    return {
+      admitted: true,
+      ticket: { connectionId, userId, path: req.path, origin: req.origin, tokenHash },
+    };
+  }
+
+  /** The transport could not open the socket after all (client gone): give the slot back. */
+  async abandon(ticket: AdmissionTicket): Promise<void> {
+    await this.releaseQuietly(ticket.connectionId, ticket.userId);
+  }
+
+  private async releaseQuietly(connectionId: string, userId: string): Promise<void> {
+    try {
+      await this.deps.leases.release(connectionId, userId);
+    } catch (err) {
+      // The lease expires by itself; nothing else to do.
+      this.deps.log.warn({ err, connection_id: connectionId }, 'slot release failed; lease will expire');
+    }
+  }
+
+  private logSessionInvalid(req: UpgradeRequest, reason: string, tokenHash: string | undefined): void {
+    this.deps.log.warn(
+      {
+        event: 'security.session_invalid',
+        reason,
+        path: req.path,
+        origin: req.origin,
+        ip: req.remoteAddress,
+        token_hash: tokenHash,
+      },
+      'upgrade refused: session invalid',
+    );
+  }
+
+  private reject(req: UpgradeRequest, code: UpgradeRejectionCode, retryAfterMs?: number): Admission {
+    this.deps.metrics.upgradeRejected(req.path, code);
+    const rejection: Rejection = {
+      code,
+      status: UpgradeRejections[code].status,
+      body: rejectionBody(code),
+    };
+    if (retryAfterMs !== undefined) rejection.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    return { admitted: false, rejection };
+  }
+}

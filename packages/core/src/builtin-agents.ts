@@ -1,0 +1,7 @@
+import type { AgentHandler } from './ports.js';
+
+/** Agents served inside the gateway process (WEBSOCKET_BUILTIN_AGENTS). */
+export const builtinAgents: Readonly<Record<string, AgentHandler>> = {
+  /** Replies with the message it got. */
+  echo: async (request) => request.message,
+};

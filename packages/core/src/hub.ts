@@ -1,0 +1,257 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CloseCode,
+  errorFrame,
+  MessageErrorCode,
+  parseClientMessage,
+  replyFrame,
+  type ClientMessage,
+} from '@wsgw/protocol';
+import type { AdmissionTicket } from './admission.js';
+import { Connection } from './connection.js';
+import type { GatewayMetrics } from './metrics.js';
+import { PendingRequests } from './pending.js';
+import type {
+  AgentBus,
+  AgentReply,
+  ClientSocket,
+  Clock,
+  ConnectionLeases,
+  Logger,
+  MessageRateLimiter,
+} from './ports.js';
+
+export interface HubOptions {
+  replicaId: string;
+  maxMessagesPerMinute: number;
+  agentReplyTimeoutMs: number;
+  /** How often overdue requests are looked for; bounds how late `agent_timeout` can be. */
+  sweepIntervalMs?: number;
+}
+
+export interface HubDeps {
+  leases: ConnectionLeases;
+  rates: MessageRateLimiter;
+  bus: AgentBus;
+  clock: Clock;
+  metrics: GatewayMetrics;
+  log: Logger;
+}
+
+/**
+ * Open connections and the life of every message on them: rate limit -> parse -> agent bus ->
+ * replies back. Each message gets exactly one outcome (replies or one error frame).
+ */
+export class ConnectionHub {
+  private readonly connections = new Map<string, Connection>();
+  private readonly pending: PendingRequests;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly options: HubOptions,
+    private readonly deps: HubDeps,
+  ) {
+    this.pending = new PendingRequests(options.agentReplyTimeoutMs);
+    this.sweeper = setInterval(() => this.expireOverdue(), options.sweepIntervalMs ?? 250);
+    this.sweeper.unref();
+    deps.bus.onReply((reply) => this.deliver(reply));
+    deps.leases.onLost((ids) => this.closeLost(ids));
+  }
+
+  get openCount(): number {
+    return this.connections.size;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  open(ticket: AdmissionTicket, socket: ClientSocket): Connection {
+    const connection = new Connection(ticket, socket, this.deps.clock.now());
+    this.connections.set(connection.id, connection);
+    this.deps.metrics.connectionAccepted(connection.path);
+    return connection;
+  }
+
+  /** A frame arrived. `text` is null for a binary frame. */
+  async message(connection: Connection, text: string | null): Promise<void> {
+    const { deps } = this;
+    // Every frame counts toward the rate limit, valid or not (CONTRACT §5).
+    let decision;
+    try {
+      decision = await deps.rates.consume(connection.userId);
+    } catch (err) {
+      deps.log.error({ err, connection_id: connection.id }, 'rate limiter failed');
+      connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
+      return;
+    }
+    if (connection.closed) return;
+
+    if (!decision.allowed) {
+      this.rateLimited(connection, text, decision.retryAfterMs);
+      return;
+    }
+    if (text === null) {
+      deps.metrics.messageRejected('binary');
+      connection.send(errorFrame(MessageErrorCode.invalidMessage, 'binary frames are not accepted; send JSON text', undefined));
+      return;
+    }
+    const parsed = parseClientMessage(text);
+    if (!parsed.ok) {
+      deps.metrics.messageRejected('invalid');
+      connection.send(errorFrame(MessageErrorCode.invalidMessage, parsed.reason, parsed.id));
+      return;
+    }
+    await this.route(connection, parsed.value);
+  }
+
+  private async route(connection: Connection, msg: ClientMessage): Promise<void> {
+    const { deps } = this;
+    deps.metrics.messageReceived(msg.agent_type, msg.pillar);
+    const requestId = randomUUID();
+    const now = deps.clock.now();
+    this.pending.add(requestId, {
+      connection,
+      agentType: msg.agent_type,
+      conversationId: msg.conversation_id,
+      clientId: msg.id,
+      receivedAt: now,
+    });
+    let result;
+    try {
+      result = await deps.bus.publish({
+        requestId,
+        connectionId: connection.id,
+        replicaId: this.options.replicaId,
+        userId: connection.userId,
+        agentType: msg.agent_type,
+        message: msg.message,
+        conversationId: msg.conversation_id,
+        clientId: msg.id,
+        pillar: msg.pillar,
+      });
+    } catch (err) {
+      deps.log.error({ err, agent_type: msg.agent_type, connection_id: connection.id }, 'agent bus publish failed');
+      result = { accepted: false as const, code: 'unavailable' as const, message: 'agent bus unavailable' };
+    }
+    if (!result.accepted && this.pending.get(requestId)) {
+      this.pending.delete(requestId);
+      connection.send(errorFrame(result.code, result.message, msg.id));
+    }
+  }
+
+  private rateLimited(connection: Connection, text: string | null, retryAfterMs: number): void {
+    const { deps } = this;
+    deps.metrics.rateLimitExceeded();
+    const { first, exceeded } = connection.recordDenial(deps.clock.now(), this.options.maxMessagesPerMinute);
+    if (first || exceeded) {
+      deps.log.warn(
+        {
+          event: 'security.rate_limited',
+          user_id: connection.userId,
+          connection_id: connection.id,
+          path: connection.path,
+          token_hash: connection.tokenHash,
+          closing: exceeded,
+        },
+        exceeded ? 'closing socket that keeps flooding' : 'message rate limit reached',
+      );
+    }
+    connection.send(
+      errorFrame(MessageErrorCode.rateLimited, 'message rate limit reached', peekId(text), {
+        retry_after_ms: Math.max(1, Math.ceil(retryAfterMs)),
+      }),
+    );
+    if (exceeded) this.closeConnection(connection, CloseCode.policy, 'rate limit exceeded repeatedly');
+  }
+
+  /** A reply from an agent for a request of this replica. */
+  deliver(reply: AgentReply): void {
+    const { deps } = this;
+    const entry = this.pending.get(reply.requestId);
+    if (!entry) {
+      // Already answered (a duplicate delivery after a worker died) or timed out.
+      deps.metrics.replyDropped('unknown_request');
+      return;
+    }
+    if (entry.connection.closed) {
+      this.pending.delete(reply.requestId);
+      deps.metrics.replyDropped('connection_gone');
+      return;
+    }
+    const final = reply.kind === 'response' || reply.done === true;
+    const now = deps.clock.now();
+    if (!entry.replied) deps.metrics.replyLatency(entry.agentType, now - entry.receivedAt);
+    if (final) this.pending.delete(reply.requestId);
+    else this.pending.touch(reply.requestId, entry, now);
+    const sent = entry.connection.send(replyFrame(reply.kind, entry, reply.message, reply.done));
+    if (!sent) this.backpressureExceeded(entry.connection);
+  }
+
+  /** The transport says the socket closed (by either side). */
+  closed(connection: Connection, code: number): void {
+    if (connection.closed) return;
+    connection.closed = true;
+    this.connections.delete(connection.id);
+    const { deps } = this;
+    deps.metrics.connectionClosed(connection.path, deps.clock.now() - connection.openedAt, connection.origin, code);
+    deps.leases.release(connection.id, connection.userId).catch((err: unknown) => {
+      deps.log.warn({ err, connection_id: connection.id }, 'slot release failed; lease will expire');
+    });
+  }
+
+  /** Closes every open socket with `code` (shutdown: 1001). */
+  closeAll(code: number, reason: string): void {
+    for (const connection of [...this.connections.values()]) this.closeConnection(connection, code, reason);
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+  }
+
+  private closeConnection(connection: Connection, code: number, reason: string): void {
+    if (connection.closed) return;
+    connection.socket.close(code, reason);
+    // Transports report the close through `closed`; make sure it is accounted for either way.
+    this.closed(connection, code);
+  }
+
+  private backpressureExceeded(connection: Connection): void {
+    this.deps.metrics.backpressureDrop();
+    this.deps.log.warn(
+      { connection_id: connection.id, user_id: connection.userId },
+      'client does not read its replies; closing the socket',
+    );
+    this.closeConnection(connection, CloseCode.policy, 'backpressure limit exceeded');
+  }
+
+  private closeLost(ids: string[]): void {
+    for (const id of ids) {
+      const connection = this.connections.get(id);
+      if (!connection) continue;
+      this.deps.log.warn({ connection_id: id, user_id: connection.userId }, 'connection slot lease was lost; closing');
+      this.closeConnection(connection, CloseCode.internal, 'connection lease lost');
+    }
+  }
+
+  private expireOverdue(): void {
+    for (const [, entry] of this.pending.expire(this.deps.clock.now())) {
+      if (entry.connection.closed) continue;
+      entry.connection.send(
+        errorFrame(MessageErrorCode.agentTimeout, `agent ${entry.agentType} did not reply in time`, entry.clientId),
+      );
+    }
+  }
+
+  /** Runs one sweep now (tests with fake clocks). */
+  sweep(): void {
+    this.expireOverdue();
+  }
+}
+
+/** The `id` of a frame we will not parse in full, so its error can still name it. */
+function peekId(text: string | null): string | undefined {
+  if (text === null || text.length > 65_536) return undefined;
+  const parsed = parseClientMessage(text);
+  return parsed.ok ? parsed.value.id : parsed.id;
+}

@@ -1,0 +1,79 @@
+import type { ConnectionHub } from './hub.js';
+import type { Logger } from './ports.js';
+
+export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
+
+/** Something to close at shutdown, in registration order (after sockets are gone). */
+export interface Closable {
+  name: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The replica's phase and its orderly shutdown (CONTRACT §1): readiness off and upgrades refused
+ * at once; in-flight messages get up to `drainMs` to be answered; then the remaining sockets
+ * are closed with 1001, slots released, and every resource closed in order.
+ */
+export class Lifecycle {
+  private phase: Phase = 'starting';
+  private readonly unavailableChecks: Array<() => boolean> = [];
+  private shutdownPromise: Promise<void> | undefined;
+
+  constructor(
+    private readonly hub: ConnectionHub,
+    private readonly log: Logger,
+    private readonly drainMs: number,
+  ) {}
+
+  get current(): Phase {
+    return this.phase;
+  }
+
+  markReady(): void {
+    if (this.phase === 'starting') this.phase = 'ready';
+  }
+
+  isDraining(): boolean {
+    return this.phase === 'draining' || this.phase === 'stopped';
+  }
+
+  /** Adds a reason to report not-ready and refuse upgrades with `unavailable`. */
+  addUnavailableCheck(check: () => boolean): void {
+    this.unavailableChecks.push(check);
+  }
+
+  isUnavailable(): boolean {
+    return this.unavailableChecks.some((check) => check());
+  }
+
+  isReady(): boolean {
+    return this.phase === 'ready' && !this.isUnavailable();
+  }
+
+  /** Idempotent: a second signal waits for the first shutdown. */
+  shutdown(closables: readonly Closable[], beforeClose?: () => Promise<void>): Promise<void> {
+    this.shutdownPromise ??= this.runShutdown(closables, beforeClose);
+    return this.shutdownPromise;
+  }
+
+  private async runShutdown(closables: readonly Closable[], beforeClose?: () => Promise<void>): Promise<void> {
+    this.phase = 'draining';
+    this.log.info({ open: this.hub.openCount, pending: this.hub.pendingCount, drain_ms: this.drainMs }, 'draining');
+    const deadline = Date.now() + this.drainMs;
+    while (this.hub.openCount > 0 && this.hub.pendingCount > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    this.hub.closeAll(1001, 'server shutting down');
+    this.hub.stop();
+    if (beforeClose) await beforeClose();
+    for (const c of closables) {
+      try {
+        await c.close();
+      } catch (err) {
+        this.log.warn({ err, resource: c.name }, 'close failed during shutdown');
+      }
+    }
+    this.phase = 'stopped';
+    this.log.info({}, 'stopped');
+  }
+}

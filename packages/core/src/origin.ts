@@ -1,0 +1,36 @@
+/**
+ * Which browser origins may open a socket. Checked on the upgrade itself, because CORS does not
+ * apply to WebSockets: a page on any site can open one unless the server looks at `Origin`.
+ */
+export class OriginPolicy {
+  private constructor(
+    private readonly allowAll: boolean,
+    private readonly allowed: ReadonlySet<string>,
+  ) {}
+
+  /** `['*']` allows every origin (development only; config refuses it in production). */
+  static fromList(origins: readonly string[]): OriginPolicy {
+    const allowAll = origins.includes('*');
+    return new OriginPolicy(allowAll, new Set(origins.filter((o) => o !== '*').map(normalizeOrigin)));
+  }
+
+  get allowsAll(): boolean {
+    return this.allowAll;
+  }
+
+  /** A missing Origin is allowed: only browsers send one, and they always do. */
+  allowsUpgradeFrom(origin: string | undefined): boolean {
+    if (origin === undefined || origin === '') return true;
+    return this.allows(origin);
+  }
+
+  /** For CORS on the HTTP endpoints: only a listed origin (or any, with `*`) gets headers. */
+  allows(origin: string): boolean {
+    return this.allowAll || this.allowed.has(normalizeOrigin(origin));
+  }
+}
+
+/** `HTTPS://Example.com/` and `https://example.com` are the same origin. */
+export function normalizeOrigin(origin: string): string {
+  return origin.trim().replace(/\/+$/, '').toLowerCase();
+}

@@ -1,0 +1,137 @@
+/**
+ * The ports core needs from the outside world. Core never does I/O itself: transports,
+ * stores and buses implement these, in memory (embedded mode, tests) or on Redis.
+ * A denial is a value; an Error means the backing store could not answer.
+ */
+
+/** Milliseconds on a monotonic-enough wall clock. Shared windows use Redis TIME instead. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+/** The subset of pino's API core uses; a pino logger satisfies it. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+// ---------------------------------------------------------------- sessions
+
+export interface Session {
+  /** What connection and message limits count by. */
+  userId: string;
+}
+
+export type SessionResult = { valid: true; session: Session } | { valid: false; reason: string };
+
+/** Thrown by a validator whose backing service cannot be reached (-> 503 `unavailable`). */
+export class SessionBackendUnavailableError extends Error {
+  override readonly name = 'SessionBackendUnavailableError';
+}
+
+export interface SessionValidator {
+  readonly kind: string;
+  validate(token: string): Promise<SessionResult>;
+  close?(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- connection slots
+
+export type SlotDenial = 'global_connection_limit' | 'user_connection_limit' | 'unavailable';
+
+export type SlotDecision =
+  | { granted: true }
+  | { granted: false; reason: SlotDenial; retryAfterMs: number };
+
+/**
+ * Connection slots as leases. `acquire` checks the global and per-user limits and takes the
+ * slot in one atomic step, keyed by connection id so a retried call neither leaks nor counts twice.
+ * Implementations keep their own leases alive (heartbeats) until `release`.
+ */
+export interface ConnectionLeases {
+  acquire(connectionId: string, userId: string): Promise<SlotDecision>;
+  /** Best effort: lease expiry covers what a failed release leaves behind. */
+  release(connectionId: string, userId: string): Promise<void>;
+  /**
+   * Called with connection ids whose leases this replica lost (taken over after a long pause);
+   * the sockets must be closed, since another replica may have been given their slots.
+   */
+  onLost(handler: (connectionIds: string[]) => void): void;
+  /** Releases everything this replica holds (graceful shutdown). */
+  releaseAll(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- message rate
+
+export type RateDecision = { allowed: true } | { allowed: false; retryAfterMs: number };
+
+/** Per-user message rate across every replica: no more than N in any 1 s and any 60 s window. */
+export interface MessageRateLimiter {
+  consume(userId: string): Promise<RateDecision>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- agents
+
+/** What the gateway hands to an agent. */
+export interface AgentRequest {
+  /** Unique per accepted message; replies and timeouts are keyed by it. */
+  requestId: string;
+  connectionId: string;
+  replicaId: string;
+  userId: string;
+  agentType: string;
+  message: string;
+  conversationId?: string | undefined;
+  /** The client's own `id`, echoed back as `in_reply_to`. */
+  clientId?: string | undefined;
+  pillar?: string | undefined;
+  /** W3C trace context carrier (`traceparent`, `tracestate`). */
+  trace?: Record<string, string> | undefined;
+}
+
+/** One reply from an agent, addressed by the request it answers. */
+export interface AgentReply {
+  requestId: string;
+  connectionId: string;
+  kind: 'response' | 'chunk';
+  message: unknown;
+  /** For chunks: the last one of the reply. A `response` is always final. */
+  done?: boolean;
+}
+
+export type PublishResult =
+  | { accepted: true }
+  | { accepted: false; code: 'agent_unavailable' | 'unavailable'; message: string };
+
+/** Carries requests to agents and their replies back to this replica. */
+export interface AgentBus {
+  publish(request: AgentRequest): Promise<PublishResult>;
+  /** Replies for connections on this replica. */
+  onReply(handler: (reply: AgentReply) => void): void;
+  close(): Promise<void>;
+}
+
+/**
+ * An agent written as one async function: return the reply, or yield chunks for streaming.
+ * Used by built-in agents and by agent-sdk workers alike.
+ */
+export type AgentHandler = (
+  request: Readonly<AgentRequest>,
+) => Promise<unknown> | AsyncIterable<unknown>;
+
+// ---------------------------------------------------------------- transport
+
+export type SendStatus = 'sent' | 'buffered' | 'dropped';
+
+/** A client socket as core sees it; the transport maps this onto its library. */
+export interface ClientSocket {
+  send(text: string): SendStatus;
+  close(code: number, reason: string): void;
+}

@@ -1,0 +1,3 @@
+export * from './app.js';
+export * from './stores.js';
+export * from './sessions.js';

@@ -1,0 +1,73 @@
+import type { ConnectionLeases, SlotDecision } from '@wsgw/core';
+
+export interface ConnectionLimits {
+  maxPerUser: number;
+  maxGlobal: number;
+}
+
+/**
+ * Connection slots in this process (embedded mode, and the per-replica fallback while Redis is
+ * unreachable). Synchronous underneath, so check-and-take is atomic by construction.
+ */
+export class MemoryConnectionLeases implements ConnectionLeases {
+  private readonly byUser = new Map<string, Set<string>>();
+  private readonly owners = new Map<string, string>();
+
+  constructor(private readonly limits: ConnectionLimits) {}
+
+  get size(): number {
+    return this.owners.size;
+  }
+
+  countFor(userId: string): number {
+    return this.byUser.get(userId)?.size ?? 0;
+  }
+
+  /** The connection ids held right now (re-registered into Redis when it comes back). */
+  held(): Array<{ connectionId: string; userId: string }> {
+    return [...this.owners].map(([connectionId, userId]) => ({ connectionId, userId }));
+  }
+
+  acquireNow(connectionId: string, userId: string): SlotDecision {
+    if (this.owners.has(connectionId)) return { granted: true };
+    if (this.owners.size >= this.limits.maxGlobal) {
+      return { granted: false, reason: 'global_connection_limit', retryAfterMs: 1000 };
+    }
+    const mine = this.byUser.get(userId);
+    if ((mine?.size ?? 0) >= this.limits.maxPerUser) {
+      return { granted: false, reason: 'user_connection_limit', retryAfterMs: 1000 };
+    }
+    if (mine) mine.add(connectionId);
+    else this.byUser.set(userId, new Set([connectionId]));
+    this.owners.set(connectionId, userId);
+    return { granted: true };
+  }
+
+  releaseNow(connectionId: string): void {
+    const userId = this.owners.get(connectionId);
+    if (userId === undefined) return;
+    this.owners.delete(connectionId);
+    const mine = this.byUser.get(userId);
+    mine?.delete(connectionId);
+    if (mine?.size === 0) this.byUser.delete(userId);
+  }
+
+  async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
+    return this.acquireNow(connectionId, userId);
+  }
+
+  async release(connectionId: string): Promise<void> {
+    this.releaseNow(connectionId);
+  }
+
+  onLost(): void {
+    // Nothing can take a slot away from this process.
+  }
+
+  async releaseAll(): Promise<void> {
+    this.owners.clear();
+    this.byUser.clear();
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,99 @@
+import { systemClock, type Clock, type MessageRateLimiter, type RateDecision } from '@wsgw/core';
+
+export interface RateLimits {
+  perSecond: number;
+  perMinute: number;
+}
+
+const SECOND = 1_000;
+const MINUTE = 60_000;
+
+/**
+ * The times of one user's last accepted messages, newest last, in a ring of fixed size:
+ * enough to answer "how many in the last 1 s / 60 s" exactly.
+ */
+class AcceptLog {
+  private readonly times: Float64Array;
+  private next = 0;
+  private count = 0;
+
+  constructor(capacity: number) {
+    this.times = new Float64Array(capacity);
+  }
+
+  /** The time of the k-th most recent accepted message (k = 1 is the newest), if any. */
+  recent(k: number): number | undefined {
+    if (k > this.count) return undefined;
+    const cap = this.times.length;
+    return this.times[(this.next - k + cap * 2) % cap];
+  }
+
+  push(t: number): void {
+    this.times[this.next] = t;
+    this.next = (this.next + 1) % this.times.length;
+    if (this.count < this.times.length) this.count++;
+  }
+
+  newest(): number | undefined {
+    return this.recent(1);
+  }
+}
+
+/**
+ * Exact sliding windows in memory: a message is allowed when fewer than N were accepted in the
+ * last 1 s and fewer than M in the last 60 s. Denied messages do not count, so a client that
+ * backs off as told gets through. O(1) per message; one small ring per active user.
+ */
+export class MemoryRateLimiter implements MessageRateLimiter {
+  private readonly logs = new Map<string, AcceptLog>();
+  private readonly capacity: number;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: RateLimits,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.capacity = Math.max(limits.perSecond, limits.perMinute, 1);
+    // Forget users idle for a minute, so memory follows active users, not all users ever seen.
+    this.sweeper = setInterval(() => this.forgetIdle(), MINUTE);
+    this.sweeper.unref();
+  }
+
+  decide(userId: string): RateDecision {
+    const now = this.clock.now();
+    let log = this.logs.get(userId);
+    if (!log) {
+      log = new AcceptLog(this.capacity);
+      this.logs.set(userId, log);
+    }
+    let retryAfterMs = 0;
+    const { perSecond, perMinute } = this.limits;
+    // The perSecond-th most recent acceptance must have left the 1 s window, likewise per minute.
+    const nthSecond = log.recent(perSecond);
+    if (perSecond <= 0) retryAfterMs = SECOND;
+    else if (nthSecond !== undefined && nthSecond > now - SECOND) retryAfterMs = nthSecond + SECOND - now;
+    const nthMinute = log.recent(perMinute);
+    if (perMinute <= 0) retryAfterMs = Math.max(retryAfterMs, MINUTE);
+    else if (nthMinute !== undefined && nthMinute > now - MINUTE) {
+      retryAfterMs = Math.max(retryAfterMs, nthMinute + MINUTE - now);
+    }
+    if (retryAfterMs > 0) return { allowed: false, retryAfterMs };
+    log.push(now);
+    return { allowed: true };
+  }
+
+  async consume(userId: string): Promise<RateDecision> {
+    return this.decide(userId);
+  }
+
+  private forgetIdle(): void {
+    const horizon = this.clock.now() - MINUTE;
+    for (const [userId, log] of this.logs) {
+      if ((log.newest() ?? 0) <= horizon) this.logs.delete(userId);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+}

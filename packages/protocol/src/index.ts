@@ -1,0 +1,3 @@
+export * from './codes.js';
+export * from './rejections.js';
+export * from './messages.js';

@@ -1,0 +1,212 @@
+import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
+import { statusLine } from '@wsgw/protocol';
+import type {
+  AdmissionTicket,
+  ClientSocket,
+  Connection,
+  ConnectionHub,
+  Lifecycle,
+  Logger,
+  OriginPolicy,
+  SendStatus,
+  UpgradeAdmission,
+} from '@wsgw/core';
+import { preflight, sendJson } from './http.js';
+import { loadUws, type Uws } from './load.js';
+
+export interface UwsServerOptions {
+  host: string;
+  port: number;
+  websocketPaths: readonly string[];
+  apiCors: OriginPolicy;
+  maxPayloadBytes: number;
+  maxBackpressureBytes: number;
+  idleTimeoutSeconds: number;
+}
+
+export interface UwsServerDeps {
+  admission: UpgradeAdmission;
+  hub: ConnectionHub;
+  lifecycle: Lifecycle;
+  log: Logger;
+}
+
+/** What a uWS socket carries from upgrade to close. */
+interface SocketData {
+  ticket: AdmissionTicket;
+  connection?: Connection;
+  /** uWS sockets must not be touched after close: this guards every call. */
+  closed: boolean;
+}
+
+/**
+ * The gateway's HTTP and WebSocket server on uWebSockets.js. Maps uWS callbacks onto core and
+ * keeps every uWS type inside this package.
+ */
+export class UwsServer {
+  private readonly uws: Uws;
+  private readonly app: TemplatedApp;
+  private listenSocket: us_listen_socket | null = null;
+
+  constructor(
+    private readonly options: UwsServerOptions,
+    private readonly deps: UwsServerDeps,
+  ) {
+    this.uws = loadUws();
+    this.app = this.uws.App();
+    this.routes();
+  }
+
+  /** Starts listening; resolves with the bound port (useful with port 0). */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.options.host, this.options.port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+          return;
+        }
+        this.listenSocket = socket;
+        resolve(this.uws.us_socket_local_port(socket));
+      });
+    });
+  }
+
+  /** Stops accepting new TCP connections. Open sockets are closed by core's shutdown. */
+  stopListening(): void {
+    if (this.listenSocket) {
+      this.uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+  }
+
+  private routes(): void {
+    const { app, deps, options } = this;
+    const cors = options.apiCors;
+
+    app.get('/healthz', (res, req) => {
+      sendJson(res, '200 OK', { status: 'ok' }, { policy: cors, origin: req.getHeader('origin') });
+    });
+    app.get('/readyz', (res, req) => {
+      const ready = deps.lifecycle.isReady();
+      sendJson(
+        res,
+        ready ? '200 OK' : '503 Service Unavailable',
+        { status: ready ? 'ready' : 'not_ready', phase: deps.lifecycle.current },
+        { policy: cors, origin: req.getHeader('origin') },
+      );
+    });
+    app.options('/*', (res, req) => preflight(res, req, cors));
+
+    for (const base of options.websocketPaths) {
+      app.ws<SocketData>(`${base}/agent`, {
+        maxPayloadLength: options.maxPayloadBytes,
+        maxBackpressure: options.maxBackpressureBytes,
+        closeOnBackpressureLimit: 0,
+        idleTimeout: options.idleTimeoutSeconds,
+        sendPingsAutomatically: false,
+        compression: this.uws.DISABLED,
+        upgrade: (res, req, context) => this.upgrade(res, req, context),
+        open: (ws) => {
+          const data = ws.getUserData();
+          data.connection = deps.hub.open(data.ticket, socketAdapter(ws));
+        },
+        message: (ws, message, isBinary) => {
+          const { connection } = ws.getUserData();
+          if (!connection) return;
+          // The ArrayBuffer dies with this callback: decode it before anything awaits.
+          const text = isBinary ? null : Buffer.from(message).toString('utf8');
+          deps.hub.message(connection, text).catch((err: unknown) => {
+            deps.log.error({ err, connection_id: connection.id }, 'message handling failed');
+          });
+        },
+        close: (ws, code) => {
+          const data = ws.getUserData();
+          data.closed = true;
+          if (data.connection) deps.hub.closed(data.connection, code);
+        },
+      });
+    }
+
+    app.any('/*', (res, req) => {
+      sendJson(res, '404 Not Found', { error: 'not_found', message: 'No such endpoint' }, {
+        policy: cors,
+        origin: req.getHeader('origin'),
+      });
+    });
+  }
+
+  private upgrade(res: HttpResponse, req: import('uWebSockets.js').HttpRequest, context: import('uWebSockets.js').us_socket_context_t): void {
+    const { deps } = this;
+    // Everything needed from req, copied now: req is invalid once this callback returns.
+    const path = req.getUrl();
+    const origin = req.getHeader('origin') || undefined;
+    const token = req.getQuery('session_token') || bearerToken(req.getHeader('authorization'));
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+
+    const abort = { aborted: false };
+    res.onAborted(() => {
+      abort.aborted = true;
+    });
+
+    deps.admission
+      .admit({ path, origin, token, remoteAddress }, abort)
+      .then((admission) => {
+        if (admission.admitted) {
+          const { ticket } = admission;
+          if (abort.aborted) {
+            void deps.admission.abandon(ticket);
+            return;
+          }
+          res.cork(() => {
+            res.upgrade<SocketData>({ ticket, closed: false }, key, protocol, extensions, context);
+          });
+          return;
+        }
+        const { rejection } = admission;
+        if (rejection === null || abort.aborted) return;
+        const headers: Record<string, string> = {};
+        if (rejection.retryAfterSeconds !== undefined) headers['Retry-After'] = String(rejection.retryAfterSeconds);
+        res.cork(() => {
+          res.writeStatus(statusLine(rejection.status));
+          for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+          res.writeHeader('Content-Type', 'application/json');
+          res.writeHeader('Connection', 'close');
+          res.end(rejection.body, true);
+        });
+      })
+      .catch((err: unknown) => {
+        deps.log.error({ err, path }, 'upgrade failed');
+        if (abort.aborted) return;
+        res.cork(() => {
+          res.writeStatus('500 Internal Server Error').end('{"error":"internal","message":"upgrade failed"}', true);
+        });
+      });
+  }
+}
+
+function bearerToken(header: string): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+function socketAdapter(ws: WebSocket<SocketData>): ClientSocket {
+  const data = ws.getUserData();
+  return {
+    send(text: string): SendStatus {
+      if (data.closed) return 'dropped';
+      let status = 1;
+      ws.cork(() => {
+        status = ws.send(text, false, false);
+      });
+      return status === 1 ? 'sent' : status === 0 ? 'buffered' : 'dropped';
+    },
+    close(code: number, reason: string): void {
+      if (data.closed) return;
+      data.closed = true;
+      ws.end(code, reason);
+    },
+  };
+}
