@@ -1,0 +1,26 @@
+import { readdirSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+const packages = readdirSync(`${root}packages`).filter((name) => existsSync(`${root}packages/${name}/package.json`));
+
+/** Tests import packages by name and run against their sources: no build needed for unit tests. */
+const alias = Object.fromEntries(packages.map((name) => [`@wsgw/${name}`, `${root}packages/${name}/src/index.ts`]));
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    // Real sockets and child processes: generous per-test time, never retries.
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    retry: 0,
+    pool: 'forks',
+    projects: packages
+      .filter((name) => existsSync(`${root}packages/${name}/test`))
+      .map((name) => ({
+        extends: true,
+        test: { name, include: [`packages/${name}/test/**/*.test.ts`] },
+      })),
+  },
+});
