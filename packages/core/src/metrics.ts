@@ -14,7 +14,27 @@ export interface GatewayMetrics {
   replyLatency(agentType: string, ms: number): void;
   replyDropped(reason: string): void;
   backpressureDrop(): void;
+  /** One call to Redis took `durationMs`; `command` is the Redis command name (low cardinality). */
+  redisCall(command: string, durationMs: number, ok: boolean): void;
+  /**
+   * A limit was decided without Redis because it was unreachable: `store` is what decided
+   * (`leases`, `rates`, ...), `decision` what it answered (`local_allowed`, `local_denied`, `refused`).
+   */
+  fallbackDecision(store: string, decision: string): void;
+  /** Registers the reader of this replica's open sockets, read at each metric export. */
+  observeOpenConnections(read: () => number): void;
+  /** Registers the reader of messages awaiting an agent's reply on this replica. */
+  observePendingRequests(read: () => number): void;
+  /**
+   * Registers the reader of agent queue depth (requests not yet taken by a worker) per agent type,
+   * read at each metric export; it may be async (an XLEN per type).
+   */
+  observeAgentQueues(read: AgentQueueReader): void;
 }
+
+export type AgentQueueReader = () =>
+  | Iterable<readonly [agentType: string, depth: number]>
+  | Promise<Iterable<readonly [agentType: string, depth: number]>>;
 
 export const noopMetrics: GatewayMetrics = {
   connectionAccepted() {},
@@ -27,4 +47,9 @@ export const noopMetrics: GatewayMetrics = {
   replyLatency() {},
   replyDropped() {},
   backpressureDrop() {},
+  redisCall() {},
+  fallbackDecision() {},
+  observeOpenConnections() {},
+  observePendingRequests() {},
+  observeAgentQueues() {},
 };
