@@ -7,3 +7,4 @@ export * from './connection.js';
 export * from './hub.js';
 export * from './lifecycle.js';
 export * from './builtin-agents.js';
+export * from './agent-runner.js';

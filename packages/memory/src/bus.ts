@@ -1,4 +1,12 @@
-import type { AgentBus, AgentHandler, AgentReply, AgentRequest, Logger, PublishResult } from '@wsgw/core';
+import {
+  runAgentHandler,
+  type AgentBus,
+  type AgentHandler,
+  type AgentReply,
+  type AgentRequest,
+  type Logger,
+  type PublishResult,
+} from '@wsgw/core';
 
 export interface MemoryBusOptions {
   /** Requests of one agent type in progress at once; past it, `unavailable` at once. */
@@ -55,18 +63,7 @@ export class MemoryAgentBus implements AgentBus {
   private async run(handler: AgentHandler, request: AgentRequest): Promise<void> {
     const base = { requestId: request.requestId, connectionId: request.connectionId };
     try {
-      const result = handler(request);
-      if (isAsyncIterable(result)) {
-        // Hold each chunk back by one so the last can carry done: true.
-        let previous: { value: unknown } | undefined;
-        for await (const chunk of result) {
-          if (previous) this.emit({ ...base, kind: 'chunk', message: previous.value, done: false });
-          previous = { value: chunk };
-        }
-        this.emit({ ...base, kind: 'chunk', message: previous?.value ?? '', done: true });
-      } else {
-        this.emit({ ...base, kind: 'response', message: await result });
-      }
+      await runAgentHandler(handler, request, (output) => this.emit({ ...base, ...output }));
     } catch (err) {
       // The request then times out with agent_timeout, as it would with a remote worker.
       this.log.error({ err, agent_type: request.agentType, request_id: request.requestId }, 'agent failed');
@@ -80,8 +77,4 @@ export class MemoryAgentBus implements AgentBus {
   async close(): Promise<void> {
     this.closed = true;
   }
-}
-
-function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }
