@@ -5,6 +5,9 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export type LoadResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
+/** Values never echoed back in an error line (they may carry credentials). */
+const SECRET_VARIABLES = new Set(['REDIS_URL', 'SESSION_JWT_SECRET', 'SESSION_INTROSPECTION_URL', 'SESSION_JWKS_URL']);
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** An optional variable: unset and empty both mean "use the default". */
@@ -64,7 +67,8 @@ const schema = z.object({
   WEBSOCKET_IDLE_TIMEOUT_SECONDS: int(0, 960),
   WEBSOCKET_LEASE_SECONDS: int(2, 3600),
   WEBSOCKET_LIMITS_FAILURE_MODE: opt(z.enum(['local', 'closed'], { message: 'must be local or closed' })),
-  WEBSOCKET_BUILTIN_AGENTS: opt(z.string()),
+  // Set but empty means "no built-in agents", unlike the other variables.
+  WEBSOCKET_BUILTIN_AGENTS: z.string().optional(),
   AGENT_MAX_QUEUE: int(1),
   SHUTDOWN_DRAIN_SECONDS: int(0, 3600),
   AGENT_REPLY_TIMEOUT_SECONDS: int(1, 3600),
@@ -90,7 +94,8 @@ export function loadConfig(env: Env): LoadResult {
   if (!parsed.success) {
     const errors = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? 'environment');
-      return `${variable}: ${issue.message} (got ${JSON.stringify(env[variable] ?? '')})`;
+      const shown = SECRET_VARIABLES.has(variable) ? '' : ` (got ${JSON.stringify(env[variable] ?? '')})`;
+      return `${variable}: ${issue.message}${shown}`;
     });
     return { ok: false, errors };
   }

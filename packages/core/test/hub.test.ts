@@ -1,0 +1,177 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConnectionHub, noopMetrics, type AdmissionTicket } from '@wsgw/core';
+import { FakeBus, FakeClock, FakeLeases, FakeRates, FakeSocket, RecordingLogger } from './fakes.js';
+
+const ticket = (id = 'c1'): AdmissionTicket => ({
+  connectionId: id,
+  userId: 'u1',
+  path: '/api/ws/agent',
+  origin: undefined,
+  tokenHash: 'abc',
+});
+
+function setup(perMinute = 5) {
+  const clock = new FakeClock();
+  const deps = {
+    leases: new FakeLeases(),
+    rates: new FakeRates(),
+    bus: new FakeBus(),
+    clock,
+    metrics: noopMetrics,
+    log: new RecordingLogger(),
+  };
+  const hub = new ConnectionHub(
+    { replicaId: 'r1', maxMessagesPerMinute: perMinute, agentReplyTimeoutMs: 5000, sweepIntervalMs: 60_000 },
+    deps,
+  );
+  const socket = new FakeSocket();
+  deps.leases.held.set('c1', 'u1');
+  const connection = hub.open(ticket(), socket);
+  return { hub, deps, clock, socket, connection };
+}
+
+const msg = (over: Record<string, unknown> = {}) =>
+  JSON.stringify({ agent_type: 'echo', message: 'hi', conversation_id: 'c', id: 'm1', ...over });
+
+describe('ConnectionHub: one outcome per message', () => {
+  let hub: ConnectionHub | undefined;
+  afterEach(() => hub?.stop());
+
+  it('publishes a valid message and delivers its response once', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    const [request] = s.deps.bus.published;
+    expect(request).toMatchObject({ agentType: 'echo', message: 'hi', clientId: 'm1', userId: 'u1', replicaId: 'r1' });
+    s.deps.bus.reply({ requestId: request!.requestId, connectionId: 'c1', kind: 'response', message: 'hi' });
+    s.deps.bus.reply({ requestId: request!.requestId, connectionId: 'c1', kind: 'response', message: 'hi' });
+    expect(s.socket.sent).toEqual([
+      { type: 'response', agent_type: 'echo', conversation_id: 'c', in_reply_to: 'm1', message: 'hi' },
+    ]);
+  });
+
+  it('streams chunks in order and ends the request on done', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    const id = s.deps.bus.published[0]!.requestId;
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 'a', done: false });
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 'b', done: true });
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 'late', done: true });
+    expect(s.socket.sent.map((f) => [f['type'], f['message'], f['done']])).toEqual([
+      ['chunk', 'a', false],
+      ['chunk', 'b', true],
+    ]);
+    expect(s.hub.pendingCount).toBe(0);
+  });
+
+  it('answers invalid JSON and binary frames with invalid_message', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, '{nope');
+    await s.hub.message(s.connection, null);
+    await s.hub.message(s.connection, msg({ agent_type: 5 }));
+    expect(s.socket.sent.map((f) => [f['code'], f['in_reply_to']])).toEqual([
+      ['invalid_message', null],
+      ['invalid_message', null],
+      ['invalid_message', 'm1'],
+    ]);
+    expect(s.deps.bus.published).toHaveLength(0);
+  });
+
+  it('answers agent_unavailable when the bus has no agent', async () => {
+    const s = setup();
+    hub = s.hub;
+    s.deps.bus.result = { accepted: false, code: 'agent_unavailable', message: 'nobody' };
+    await s.hub.message(s.connection, msg());
+    expect(s.socket.sent).toEqual([
+      { type: 'error', code: 'agent_unavailable', message: 'nobody', in_reply_to: 'm1' },
+    ]);
+    expect(s.hub.pendingCount).toBe(0);
+  });
+
+  it('times out with agent_timeout when no reply comes', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    s.clock.t += 4999;
+    s.hub.sweep();
+    expect(s.socket.sent).toEqual([]);
+    s.clock.t += 1;
+    s.hub.sweep();
+    expect(s.socket.sent).toEqual([
+      { type: 'error', code: 'agent_timeout', message: 'agent echo did not reply in time', in_reply_to: 'm1' },
+    ]);
+    // A reply after the timeout is dropped: still exactly one outcome.
+    s.deps.bus.reply({ requestId: s.deps.bus.published[0]!.requestId, connectionId: 'c1', kind: 'response', message: 'x' });
+    expect(s.socket.sent).toHaveLength(1);
+  });
+
+  it('rate-limited frames get rate_limited with retry_after_ms; the socket stays open', async () => {
+    const s = setup(5);
+    hub = s.hub;
+    s.deps.rates.decisions = [{ allowed: false, retryAfterMs: 321.4 }];
+    await s.hub.message(s.connection, msg());
+    expect(s.socket.sent).toEqual([
+      { type: 'error', code: 'rate_limited', message: 'message rate limit reached', in_reply_to: 'm1', retry_after_ms: 322 },
+    ]);
+    expect(s.socket.closedWith).toBeUndefined();
+    expect(s.deps.bus.published).toHaveLength(0);
+    expect((s.deps.log as RecordingLogger).events()).toEqual(['security.rate_limited']);
+  });
+
+  it('closes with 1008 once rate-limited frames in 60 s exceed the per-minute limit', async () => {
+    const s = setup(3);
+    hub = s.hub;
+    s.deps.rates.decisions = Array.from({ length: 10 }, () => ({ allowed: false as const, retryAfterMs: 1000 }));
+    for (let i = 0; i < 3; i++) await s.hub.message(s.connection, msg());
+    expect(s.socket.closedWith).toBeUndefined();
+    // Denials older than 60 s do not count.
+    s.clock.t += 60_001;
+    await s.hub.message(s.connection, msg());
+    await s.hub.message(s.connection, msg());
+    await s.hub.message(s.connection, msg());
+    expect(s.socket.closedWith).toBeUndefined();
+    await s.hub.message(s.connection, msg());
+    expect(s.socket.closedWith?.code).toBe(1008);
+    expect(s.deps.leases.held.size).toBe(0);
+  });
+
+  it('drops replies for a closed connection', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    s.hub.closed(s.connection, 1000);
+    s.deps.bus.reply({ requestId: s.deps.bus.published[0]!.requestId, connectionId: 'c1', kind: 'response', message: 'x' });
+    expect(s.socket.sent).toEqual([]);
+    expect(s.hub.openCount).toBe(0);
+  });
+
+  it('closes a socket that cannot take more frames (slow reader)', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    s.socket.status = 'dropped';
+    s.deps.bus.reply({ requestId: s.deps.bus.published[0]!.requestId, connectionId: 'c1', kind: 'response', message: 'x' });
+    expect(s.socket.closedWith?.code).toBe(1008);
+  });
+
+  it('closes connections whose lease was lost', () => {
+    const s = setup();
+    hub = s.hub;
+    s.deps.leases.lostHandler?.(['c1', 'unknown']);
+    expect(s.socket.closedWith?.code).toBe(1011);
+    expect(s.hub.openCount).toBe(0);
+  });
+
+  it('closeAll closes every socket with the given code and releases slots', () => {
+    const s = setup();
+    hub = s.hub;
+    const other = new FakeSocket();
+    s.hub.open(ticket('c2'), other);
+    s.hub.closeAll(1001, 'bye');
+    expect(s.socket.closedWith?.code).toBe(1001);
+    expect(other.closedWith?.code).toBe(1001);
+    expect(s.hub.openCount).toBe(0);
+  });
+});

@@ -1,0 +1,92 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryRateLimiter } from '@wsgw/memory';
+
+class FakeClock {
+  t = 1_000_000;
+  now = () => this.t;
+}
+
+describe('MemoryRateLimiter: exact sliding windows', () => {
+  let limiter: MemoryRateLimiter | undefined;
+  afterEach(async () => {
+    await limiter?.close();
+  });
+
+  it('allows N in any 1 s and no more, then frees exactly as the oldest leaves', () => {
+    const clock = new FakeClock();
+    limiter = new MemoryRateLimiter({ perSecond: 3, perMinute: 100 }, clock);
+    expect([1, 2, 3].map(() => limiter!.decide('u').allowed)).toEqual([true, true, true]);
+    clock.t += 400;
+    const denied = limiter.decide('u');
+    expect(denied).toEqual({ allowed: false, retryAfterMs: 600 });
+    clock.t += 599;
+    expect(limiter.decide('u').allowed).toBe(false);
+    clock.t += 1;
+    // All three left the (now - 1 s, now] window together: three more fit, not four.
+    expect([1, 2, 3, 4].map(() => limiter!.decide('u').allowed)).toEqual([true, true, true, false]);
+  });
+
+  it('holds across a second boundary: no fixed-window double burst', () => {
+    const clock = new FakeClock();
+    clock.t = 10_900; // 100 ms before a "second" boundary
+    limiter = new MemoryRateLimiter({ perSecond: 5, perMinute: 100 }, clock);
+    let allowed = 0;
+    for (let i = 0; i < 10; i++) if (limiter.decide('u').allowed) allowed++;
+    clock.t = 11_050; // just after the boundary, still within 1 s of the burst
+    for (let i = 0; i < 10; i++) if (limiter.decide('u').allowed) allowed++;
+    expect(allowed).toBe(5);
+  });
+
+  it('enforces the minute window independently of the second window', () => {
+    const clock = new FakeClock();
+    limiter = new MemoryRateLimiter({ perSecond: 10, perMinute: 25 }, clock);
+    let allowed = 0;
+    for (let s = 0; s < 10; s++) {
+      for (let i = 0; i < 10; i++) if (limiter.decide('u').allowed) allowed++;
+      clock.t += 1000;
+    }
+    expect(allowed).toBe(25);
+    // The first 10 were accepted at t0; they leave the minute window 60 s after t0.
+    const denied = limiter.decide('u');
+    expect(denied.allowed).toBe(false);
+    if (!denied.allowed) expect(denied.retryAfterMs).toBe(50_000);
+    clock.t += 50_000;
+    expect(limiter.decide('u').allowed).toBe(true);
+  });
+
+  it('denied messages do not use up the window', () => {
+    const clock = new FakeClock();
+    limiter = new MemoryRateLimiter({ perSecond: 2, perMinute: 100 }, clock);
+    limiter.decide('u');
+    limiter.decide('u');
+    for (let i = 0; i < 50; i++) expect(limiter.decide('u').allowed).toBe(false);
+    clock.t += 1000;
+    expect(limiter.decide('u').allowed).toBe(true);
+  });
+
+  it('counts users separately', () => {
+    const clock = new FakeClock();
+    limiter = new MemoryRateLimiter({ perSecond: 1, perMinute: 100 }, clock);
+    expect(limiter.decide('a').allowed).toBe(true);
+    expect(limiter.decide('b').allowed).toBe(true);
+    expect(limiter.decide('a').allowed).toBe(false);
+  });
+
+  it('never allows more than N in any 1 s window under random traffic', () => {
+    const clock = new FakeClock();
+    limiter = new MemoryRateLimiter({ perSecond: 7, perMinute: 40 }, clock);
+    const accepted: number[] = [];
+    let seed = 42;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 5000; i++) {
+      clock.t += Math.floor(rand() * 120);
+      if (limiter.decide('u').allowed) accepted.push(clock.t);
+    }
+    for (let i = 0; i < accepted.length; i++) {
+      const t = accepted[i]!;
+      expect(accepted.filter((x) => x > t - 1000 && x <= t).length).toBeLessThanOrEqual(7);
+      expect(accepted.filter((x) => x > t - 60_000 && x <= t).length).toBeLessThanOrEqual(40);
+    }
+    expect(accepted.length).toBeGreaterThan(100);
+  });
+});
