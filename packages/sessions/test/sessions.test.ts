@@ -1,0 +1,192 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { SessionBackendUnavailableError } from '@wsgw/core';
+import {
+  DevSessionValidator,
+  HttpSessionValidator,
+  JwtSessionValidator,
+  RedisSessionValidator,
+} from '@wsgw/sessions';
+
+const now = () => Math.floor(Date.now() / 1000);
+
+function listen(server: Server): Promise<string> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+  );
+}
+
+describe('dev validator', () => {
+  it('accepts any non-empty token; equal tokens are one user', async () => {
+    const v = new DevSessionValidator();
+    const a = await v.validate('test123');
+    const b = await v.validate('test123');
+    const c = await v.validate('other');
+    expect(a.valid && b.valid && c.valid).toBe(true);
+    if (a.valid && b.valid && c.valid) {
+      expect(a.session.userId).toBe(b.session.userId);
+      expect(a.session.userId).not.toBe(c.session.userId);
+      expect(a.session.userId).not.toContain('test123');
+    }
+    expect((await v.validate('')).valid).toBe(false);
+  });
+});
+
+describe('jwt validator, HS256', () => {
+  const secret = new TextEncoder().encode('a-long-test-secret-of-32-bytes!!');
+  const sign = (claims: Record<string, unknown>, alg = 'HS256', key: Uint8Array = secret) =>
+    new SignJWT(claims).setProtectedHeader({ alg }).sign(key);
+  const v = new JwtSessionValidator({ secret: 'a-long-test-secret-of-32-bytes!!', issuer: 'iss-1', audience: 'gw' });
+
+  it('accepts a good token; user id = sub', async () => {
+    const token = await sign({ sub: 'user-7', iss: 'iss-1', aud: 'gw', exp: now() + 60 });
+    expect(await v.validate(token)).toEqual({ valid: true, session: { userId: 'user-7' } });
+  });
+
+  it.each([
+    ['expired', { sub: 'u', iss: 'iss-1', aud: 'gw', exp: now() - 60 }],
+    ['not yet valid', { sub: 'u', iss: 'iss-1', aud: 'gw', nbf: now() + 600 }],
+    ['wrong issuer', { sub: 'u', iss: 'other', aud: 'gw' }],
+    ['wrong audience', { sub: 'u', iss: 'iss-1', aud: 'else' }],
+    ['no subject', { iss: 'iss-1', aud: 'gw' }],
+  ])('refuses a token that is %s', async (_name, claims) => {
+    expect((await v.validate(await sign(claims))).valid).toBe(false);
+  });
+
+  it('refuses a token signed with another secret, garbage, and alg none', async () => {
+    const other = await sign({ sub: 'u', iss: 'iss-1', aud: 'gw' }, 'HS256', new TextEncoder().encode('x'.repeat(32)));
+    expect((await v.validate(other)).valid).toBe(false);
+    expect((await v.validate('garbage')).valid).toBe(false);
+    expect((await v.validate('a.b.c')).valid).toBe(false);
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"u"}').toString('base64url')}.`;
+    expect((await v.validate(none)).valid).toBe(false);
+  });
+});
+
+describe('jwt validator, JWKS (RS256 and ES256)', () => {
+  let server: Server;
+  let url: string;
+  let fetches = 0;
+  const keys: JWK[] = [];
+  let rsa: CryptoKey;
+  let ec: CryptoKey;
+
+  beforeAll(async () => {
+    const r = await generateKeyPair('RS256');
+    const e = await generateKeyPair('ES256');
+    rsa = r.privateKey as CryptoKey;
+    ec = e.privateKey as CryptoKey;
+    keys.push({ ...(await exportJWK(r.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' });
+    keys.push({ ...(await exportJWK(e.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' });
+    server = createServer((_req, res) => {
+      fetches++;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys }));
+    });
+    url = `${await listen(server)}/jwks.json`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('verifies RS256 and ES256 tokens and caches the key set', async () => {
+    const v = new JwtSessionValidator({ jwksUrl: url });
+    const t1 = await new SignJWT({ sub: 'rsa-user' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+    const t2 = await new SignJWT({ sub: 'ec-user' }).setProtectedHeader({ alg: 'ES256', kid: 'ec-1' }).sign(ec);
+    expect(await v.validate(t1)).toEqual({ valid: true, session: { userId: 'rsa-user' } });
+    expect(await v.validate(t2)).toEqual({ valid: true, session: { userId: 'ec-user' } });
+    const before = fetches;
+    for (let i = 0; i < 5; i++) await v.validate(t1);
+    expect(fetches).toBe(before);
+  });
+
+  it('refuses HS256 when configured for JWKS (algorithm confusion)', async () => {
+    const v = new JwtSessionValidator({ jwksUrl: url });
+    const t = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).sign(new Uint8Array(32));
+    expect((await v.validate(t)).valid).toBe(false);
+  });
+
+  it('an unreachable JWKS endpoint is our outage (503), not an invalid token', async () => {
+    const dead = createServer();
+    const deadUrl = await listen(dead);
+    await new Promise<void>((r) => dead.close(() => r()));
+    const v = new JwtSessionValidator({ jwksUrl: `${deadUrl}/jwks.json` });
+    const t = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+    await expect(v.validate(t)).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+  });
+});
+
+describe('http introspection validator', () => {
+  let server: Server;
+  let base: string;
+  const seen: string[] = [];
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push(body);
+        const token = (JSON.parse(body) as { token: string }).token;
+        if (token === 'good') res.end(JSON.stringify({ user_id: 'u-42' }));
+        else if (token === 'nouser') res.end(JSON.stringify({ active: true }));
+        else if (token === 'notjson') res.end('<html>');
+        else if (token === 'boom') {
+          res.statusCode = 500;
+          res.end();
+        } else if (token === 'slow') setTimeout(() => res.end(JSON.stringify({ user_id: 'late' })), 2000);
+        else {
+          res.statusCode = 401;
+          res.end(JSON.stringify({ error: 'inactive' }));
+        }
+      });
+    });
+    base = await listen(server);
+  });
+  afterAll(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('a 200 with user_id is valid; the token is POSTed as JSON', async () => {
+    const v = new HttpSessionValidator({ url: `${base}/introspect`, timeoutMs: 1000 });
+    expect(await v.validate('good')).toEqual({ valid: true, session: { userId: 'u-42' } });
+    expect(seen).toContain('{"token":"good"}');
+  });
+
+  it.each(['bad', 'nouser', 'notjson'])('anything else is invalid (%s)', async (token) => {
+    const v = new HttpSessionValidator({ url: `${base}/introspect`, timeoutMs: 1000 });
+    expect((await v.validate(token)).valid).toBe(false);
+  });
+
+  it('a 5xx or a timeout is our outage (503), not an invalid token', async () => {
+    const v = new HttpSessionValidator({ url: `${base}/introspect`, timeoutMs: 200 });
+    await expect(v.validate('boom')).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+    const started = Date.now();
+    await expect(v.validate('slow')).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+});
+
+describe('redis validator (against a plain getter; the Redis-backed path is tested in Redis mode)', () => {
+  const store = new Map<string, string>([
+    ['wsgw:session:tok-1', '{"user_id":"u-1","roles":["a"]}'],
+    ['wsgw:session:tok-2', 'not json'],
+    ['wsgw:session:tok-3', '{"user":"x"}'],
+  ]);
+  const v = new RedisSessionValidator(async (key) => store.get(key) ?? null, 'wsgw:');
+
+  it('reads {prefix}session:{token}', async () => {
+    expect(await v.validate('tok-1')).toEqual({ valid: true, session: { userId: 'u-1' } });
+    expect((await v.validate('tok-2')).valid).toBe(false);
+    expect((await v.validate('tok-3')).valid).toBe(false);
+    expect((await v.validate('missing')).valid).toBe(false);
+  });
+
+  it('a failing store is an outage', async () => {
+    const failing = new RedisSessionValidator(async () => {
+      throw new Error('ECONNREFUSED');
+    }, 'wsgw:');
+    await expect(failing.validate('tok-1')).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+  });
+});
