@@ -1,0 +1,115 @@
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+/** A single Redis or a Redis Cluster: both run the same scripts (every script's keys share a slot). */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  /** A command with no answer by then fails, so every decision comes back in bounded time. */
+  commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** CLIENT SETNAME, to tell replicas apart in CLIENT LIST. */
+  connectionName?: string;
+}
+
+export interface RedisTarget {
+  cluster: boolean;
+  /** Seed nodes for a cluster; the one server otherwise. */
+  nodes: Array<{ host: string; port: number }>;
+  tls: boolean;
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+}
+
+/**
+ * Reads REDIS_URL. A single Redis: `redis://[user:pass@]host:port[/db]` (or `rediss://` for TLS).
+ * A Redis Cluster: the same URL naming any one node, with `?cluster=1`; more seed nodes (used when
+ * the first is down at start) go in `&nodes=host2:port2,host3:port3`. The rest of the cluster is
+ * discovered from the seeds.
+ */
+export function parseRedisUrl(url: string): RedisTarget {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('REDIS_URL must start with redis:// or rediss://');
+  const flag = u.searchParams.get('cluster');
+  const cluster = flag !== null && flag !== '0' && flag !== 'false';
+  const nodes = [{ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) }];
+  for (const extra of (u.searchParams.get('nodes') ?? '').split(',').filter((s) => s !== '')) {
+    const [host, port] = extra.split(':');
+    nodes.push({ host: host || '127.0.0.1', port: Number(port || 6379) });
+  }
+  const dbPath = u.pathname.replace(/^\//, '');
+  return {
+    cluster,
+    nodes,
+    tls: u.protocol === 'rediss:',
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: dbPath === '' ? 0 : Number(dbPath),
+  };
+}
+
+/**
+ * The one way the gateway (and agent workers) build a Redis client. No offline queue and a command
+ * timeout: while Redis is down or paused a command fails fast instead of waiting, so callers can
+ * fall back or refuse in bounded time. Connects lazily: call `connectRedis` to make the first attempt.
+ */
+export function createRedisClient(url: string, options: RedisClientOptions = {}): RedisClient {
+  const target = parseRedisUrl(url);
+  const common: RedisOptions = {
+    commandTimeout: options.commandTimeoutMs ?? 500,
+    connectTimeout: options.connectTimeoutMs ?? 1000,
+    // Commands in flight when the link drops fail at once instead of being retried later.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    enableReadyCheck: true,
+    lazyConnect: true,
+    username: target.username,
+    password: target.password,
+    connectionName: options.connectionName,
+    ...(target.tls ? { tls: {} } : {}),
+  };
+  // Reconnect quickly and forever: shared limits apply again within seconds of Redis answering.
+  const retry = (times: number) => Math.min(100 * times, 1000);
+  if (target.cluster) {
+    const clusterOptions: ClusterOptions = {
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: retry,
+      slotsRefreshTimeout: options.connectTimeoutMs ?? 1000,
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      maxRedirections: 4,
+      redisOptions: common,
+    };
+    return new Cluster(target.nodes, clusterOptions);
+  }
+  const first = target.nodes[0] as { host: string; port: number };
+  return new Redis({
+    ...common,
+    host: first.host,
+    port: first.port,
+    db: target.db,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    retryStrategy: retry,
+  });
+}
+
+/** Whether the URL names a Redis Cluster (`?cluster=1`). */
+export function isClusterUrl(url: string): boolean {
+  return parseRedisUrl(url).cluster;
+}
+
+/**
+ * Makes the first connection attempt; resolves true once connected, false if it failed (the
+ * client keeps retrying in the background). Never rejects.
+ */
+export async function connectRedis(client: RedisClient): Promise<boolean> {
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  }
+}
