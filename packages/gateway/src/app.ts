@@ -6,6 +6,7 @@ import {
   OriginPolicy,
   systemClock,
   UpgradeAdmission,
+  type AgentHandler,
   type GatewayMetrics,
   type Logger,
 } from '@wsgw/core';
@@ -25,6 +26,8 @@ export interface GatewayHandle {
 export interface StartOptions {
   log: Logger;
   metrics?: GatewayMetrics;
+  /** In-process agents besides WEBSOCKET_BUILTIN_AGENTS (embedders, tests). */
+  agents?: Readonly<Record<string, AgentHandler>>;
 }
 
 /** The composition root: config -> stores -> core -> transport. */
@@ -32,7 +35,7 @@ export async function startGateway(config: Config, options: StartOptions): Promi
   const { log } = options;
   const metrics = options.metrics ?? noopMetrics;
   if (config.redis) throw new Error('REDIS_URL is set but this build serves embedded mode only');
-  const stores: Stores = embeddedStores(config, log);
+  const stores: Stores = embeddedStores(config, log, options.agents);
   const sessions = createSessionValidator(config, undefined);
 
   const hub = new ConnectionHub(

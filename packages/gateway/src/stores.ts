@@ -2,6 +2,7 @@ import type { Config } from '@wsgw/config';
 import {
   builtinAgents,
   type AgentBus,
+  type AgentHandler,
   type ConnectionLeases,
   type Logger,
   type MessageRateLimiter,
@@ -22,7 +23,11 @@ export interface Stores {
   close(): Promise<void>;
 }
 
-export function embeddedStores(config: Config, log: Logger): Stores {
+export function embeddedStores(
+  config: Config,
+  log: Logger,
+  extraAgents: Readonly<Record<string, AgentHandler>> = {},
+): Stores {
   const leases = new MemoryConnectionLeases({
     maxPerUser: config.limits.maxConnectionsPerUser,
     maxGlobal: config.limits.maxGlobalConnections,
@@ -36,6 +41,7 @@ export function embeddedStores(config: Config, log: Logger): Stores {
     const agent = builtinAgents[name];
     if (agent) bus.register(name, agent);
   }
+  for (const [name, agent] of Object.entries(extraAgents)) bus.register(name, agent);
   return {
     leases,
     rates,

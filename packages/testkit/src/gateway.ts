@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { loadConfig } from '@wsgw/config';
+import type { AgentHandler } from '@wsgw/core';
 import { startGateway, type GatewayHandle } from '@wsgw/gateway';
 import { createLogger } from '@wsgw/telemetry';
 
@@ -20,14 +21,17 @@ export interface TestGateway {
  * A real gateway (real uWS server on a free port) in this process, configured like the
  * process would be from `env`. Logs are captured for assertions.
  */
-export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  env: Record<string, string> = {},
+  agents: Readonly<Record<string, AgentHandler>> = {},
+): Promise<TestGateway> {
   const loaded = loadConfig({ HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'debug', ...env });
   if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
   const stream = new PassThrough();
   let raw = '';
   stream.on('data', (chunk: Buffer) => (raw += chunk.toString()));
   const log = createLogger({ level: loaded.config.logLevel, replicaId: loaded.config.replicaId, destination: stream });
-  const handle = await startGateway(loaded.config, { log });
+  const handle = await startGateway(loaded.config, { log, agents });
   const port = handle.port;
   await waitFor(() => handle.lifecycle.isReady(), 5000);
   return {
