@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { context, SpanStatusCode, trace, type Span, type SpanContext } from '@opentelemetry/api';
 import { rejectionBody, UpgradeRejections, type UpgradeRejectionCode } from '@wsgw/protocol';
 import { tokenFingerprint } from './fingerprint.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -10,6 +11,7 @@ import {
   type SessionResult,
   type SessionValidator,
 } from './ports.js';
+import { contextFromHeaders, failSpan, inChildSpan, SpanAttr, SpanNames, startServerSpan } from './tracing.js';
 
 /** What the transport copied out of the upgrade request before the first await. */
 export interface UpgradeRequest {
@@ -17,6 +19,9 @@ export interface UpgradeRequest {
   origin: string | undefined;
   token: string | undefined;
   remoteAddress: string;
+  /** W3C trace context headers of the upgrade request, when the client sent them. */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** A granted upgrade: the slot is held until `release` (or the socket closes). */
@@ -26,6 +31,8 @@ export interface AdmissionTicket {
   path: string;
   origin: string | undefined;
   tokenHash: string;
+  /** The upgrade's span, which the connection's message spans link to. */
+  traceContext?: SpanContext | undefined;
 }
 
 export interface Rejection {
@@ -72,9 +79,37 @@ export interface AbortFlag {
 export class UpgradeAdmission {
   constructor(private readonly deps: AdmissionDeps) {}
 
+  /**
+   * One `ws.upgrade` span per call (continuing the client's `traceparent`), with the session and
+   * slot checks as child spans and the origin check as an event.
+   */
   async admit(req: UpgradeRequest, abort: AbortFlag): Promise<Admission> {
+    const parent = contextFromHeaders(req.traceparent, req.tracestate);
+    const span = startServerSpan(SpanNames.upgrade, parent);
+    if (span.isRecording()) {
+      span.setAttribute(SpanAttr.path, req.path);
+      span.setAttribute('client.address', req.remoteAddress);
+      if (req.origin !== undefined) span.setAttribute(SpanAttr.origin, req.origin);
+    }
+    try {
+      const admission = await context.with(trace.setSpan(parent, span), () => this.check(req, abort, span));
+      if (span.isRecording()) recordOutcome(span, admission);
+      if (admission.admitted) admission.ticket.traceContext = span.spanContext();
+      return admission;
+    } catch (err) {
+      this.deps.metrics.connectionError(req.path, 'upgrade_failed');
+      failSpan(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async check(req: UpgradeRequest, abort: AbortFlag, span: Span): Promise<Admission> {
     const { deps } = this;
-    if (!deps.origins.allowsUpgradeFrom(req.origin)) {
+    const originAllowed = deps.origins.allowsUpgradeFrom(req.origin);
+    if (span.isRecording()) span.addEvent('origin.checked', { allowed: originAllowed });
+    if (!originAllowed) {
       deps.log.warn(
         { event: 'security.origin_rejected', origin: req.origin, path: req.path, ip: req.remoteAddress },
         'upgrade refused: origin not allowed',
@@ -88,6 +123,7 @@ export class UpgradeAdmission {
       return this.reject(req, 'session_invalid');
     }
     const tokenHash = tokenFingerprint(token);
+    if (span.isRecording()) span.setAttribute(SpanAttr.tokenHash, tokenHash);
 
     if (deps.throttle) {
       const verdict = await deps.throttle.allows(req.remoteAddress);
@@ -103,7 +139,14 @@ export class UpgradeAdmission {
 
     let result: SessionResult;
     try {
-      result = await deps.sessions.validate(token);
+      result = await inChildSpan(SpanNames.sessionValidate, async (child) => {
+        const r = await deps.sessions.validate(token);
+        if (child.isRecording()) {
+          child.setAttribute('wsgw.session.validator', deps.sessions.kind);
+          child.setAttribute('wsgw.session.valid', r.valid);
+        }
+        return r;
+      });
     } catch (err) {
       if (!(err instanceof SessionBackendUnavailableError)) {
         deps.log.error({ err, path: req.path, token_hash: tokenHash }, 'session validator failed');
@@ -122,9 +165,17 @@ export class UpgradeAdmission {
 
     const { userId } = result.session;
     const connectionId = randomUUID();
+    if (span.isRecording()) {
+      span.setAttribute(SpanAttr.userId, userId);
+      span.setAttribute(SpanAttr.connectionId, connectionId);
+    }
     let decision;
     try {
-      decision = await deps.leases.acquire(connectionId, userId);
+      decision = await inChildSpan(SpanNames.slotAcquire, async (child) => {
+        const d = await deps.leases.acquire(connectionId, userId);
+        if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
+        return d;
+      });
     } catch (err) {
       deps.log.error({ err, path: req.path, user_id: userId }, 'connection slot store failed');
       // The call may have taken the slot before failing: give it back (idempotent by id).
@@ -197,4 +248,21 @@ export class UpgradeAdmission {
     if (retryAfterMs !== undefined) rejection.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
     return { admitted: false, rejection };
   }
+}
+
+function recordOutcome(span: Span, admission: Admission): void {
+  if (admission.admitted) {
+    span.setAttribute(SpanAttr.outcome, 'admitted');
+    span.setAttribute(SpanAttr.status, 101);
+    return;
+  }
+  const { rejection } = admission;
+  if (rejection === null) {
+    span.setAttribute(SpanAttr.outcome, 'aborted');
+    return;
+  }
+  span.setAttribute(SpanAttr.outcome, rejection.code);
+  span.setAttribute(SpanAttr.status, rejection.status);
+  // A refusal the client earned (4xx) is not a server error; a 5xx is.
+  if (rejection.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: rejection.code });
 }

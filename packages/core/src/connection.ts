@@ -1,5 +1,7 @@
+import type { Link } from '@opentelemetry/api';
 import type { AdmissionTicket } from './admission.js';
 import type { ClientSocket } from './ports.js';
+import { linkTo } from './tracing.js';
 
 /** One open socket as core tracks it. The transport holds it as the socket's user data. */
 export class Connection {
@@ -9,6 +11,8 @@ export class Connection {
   readonly origin: string | undefined;
   readonly tokenHash: string;
   readonly openedAt: number;
+  /** Links every message span to the upgrade span (computed once, not per message). */
+  readonly traceLinks: Link[] | undefined;
   closed = false;
   /** Times of this socket's rate-limited frames, oldest first, within the last 60 s. */
   private readonly denials: number[] = [];
@@ -24,6 +28,7 @@ export class Connection {
     this.origin = ticket.origin;
     this.tokenHash = ticket.tokenHash;
     this.openedAt = now;
+    this.traceLinks = linkTo(ticket.traceContext);
   }
 
   /**

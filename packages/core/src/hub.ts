@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { context, ROOT_CONTEXT, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import {
   CloseCode,
   errorFrame,
@@ -20,6 +21,7 @@ import type {
   Logger,
   MessageRateLimiter,
 } from './ports.js';
+import { failSpan, SpanAttr, SpanNames, startServerSpan, traceCarrier } from './tracing.js';
 
 export interface HubOptions {
   replicaId: string;
@@ -73,8 +75,29 @@ export class ConnectionHub {
     return connection;
   }
 
-  /** A frame arrived. `text` is null for a binary frame. */
+  /**
+   * A frame arrived. `text` is null for a binary frame. Each frame gets a `ws.message` span (a new
+   * trace, linked to the upgrade's); it ends with the frame's outcome, or with the agent's last reply.
+   */
   async message(connection: Connection, text: string | null): Promise<void> {
+    const span = startServerSpan(SpanNames.message, ROOT_CONTEXT, connection.traceLinks);
+    if (span.isRecording()) {
+      span.setAttribute(SpanAttr.connectionId, connection.id);
+      span.setAttribute(SpanAttr.userId, connection.userId);
+    }
+    let handedOff = false;
+    try {
+      handedOff = await context.with(trace.setSpan(ROOT_CONTEXT, span), () => this.handle(connection, text, span));
+    } catch (err) {
+      failSpan(span, err);
+      throw err;
+    } finally {
+      if (!handedOff) span.end();
+    }
+  }
+
+  /** True when the span now belongs to a pending request (ended by its replies or timeout). */
+  private async handle(connection: Connection, text: string | null, span: Span): Promise<boolean> {
     const { deps } = this;
     // Every frame counts toward the rate limit, valid or not (CONTRACT §5).
     let decision;
@@ -83,39 +106,52 @@ export class ConnectionHub {
     } catch (err) {
       deps.log.error({ err, connection_id: connection.id }, 'rate limiter failed');
       connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
-      return;
+      endSpan(span, MessageErrorCode.unavailable, true);
+      return false;
     }
-    if (connection.closed) return;
+    if (connection.closed) {
+      endSpan(span, 'connection_gone', false);
+      return false;
+    }
 
     if (!decision.allowed) {
       this.rateLimited(connection, text, decision.retryAfterMs);
-      return;
+      endSpan(span, MessageErrorCode.rateLimited, false);
+      return false;
     }
     if (text === null) {
       deps.metrics.messageRejected('binary');
       connection.send(errorFrame(MessageErrorCode.invalidMessage, 'binary frames are not accepted; send JSON text', undefined));
-      return;
+      endSpan(span, MessageErrorCode.invalidMessage, false);
+      return false;
     }
     const parsed = parseClientMessage(text);
     if (!parsed.ok) {
       deps.metrics.messageRejected('invalid');
       connection.send(errorFrame(MessageErrorCode.invalidMessage, parsed.reason, parsed.id));
-      return;
+      endSpan(span, MessageErrorCode.invalidMessage, false);
+      return false;
     }
-    await this.route(connection, parsed.value);
+    return this.route(connection, parsed.value, span);
   }
 
-  private async route(connection: Connection, msg: ClientMessage): Promise<void> {
+  private async route(connection: Connection, msg: ClientMessage, span: Span): Promise<boolean> {
     const { deps } = this;
     deps.metrics.messageReceived(msg.agent_type, msg.pillar);
     const requestId = randomUUID();
     const now = deps.clock.now();
+    if (span.isRecording()) {
+      span.setAttribute(SpanAttr.agentType, msg.agent_type);
+      if (msg.pillar !== undefined) span.setAttribute(SpanAttr.pillar, msg.pillar);
+      span.setAttribute(SpanAttr.requestId, requestId);
+    }
     this.pending.add(requestId, {
       connection,
       agentType: msg.agent_type,
       conversationId: msg.conversation_id,
       clientId: msg.id,
       receivedAt: now,
+      span,
     });
     let result;
     try {
@@ -129,6 +165,7 @@ export class ConnectionHub {
         conversationId: msg.conversation_id,
         clientId: msg.id,
         pillar: msg.pillar,
+        trace: traceCarrier(span),
       });
     } catch (err) {
       deps.log.error({ err, agent_type: msg.agent_type, connection_id: connection.id }, 'agent bus publish failed');
@@ -137,7 +174,11 @@ export class ConnectionHub {
     if (!result.accepted && this.pending.get(requestId)) {
       this.pending.delete(requestId);
       connection.send(errorFrame(result.code, result.message, msg.id));
+      endSpan(span, result.code, result.code === 'unavailable');
+      return false;
     }
+    // Accepted (or already answered): the pending request owns the span now.
+    return true;
   }
 
   private rateLimited(connection: Connection, text: string | null, retryAfterMs: number): void {
@@ -177,6 +218,7 @@ export class ConnectionHub {
     if (entry.connection.closed) {
       this.pending.delete(reply.requestId);
       deps.metrics.replyDropped('connection_gone');
+      if (entry.span) endSpan(entry.span, 'connection_gone', false);
       return;
     }
     const final = reply.kind === 'response' || reply.done === true;
@@ -185,6 +227,7 @@ export class ConnectionHub {
     if (final) this.pending.delete(reply.requestId);
     else this.pending.touch(reply.requestId, entry, now);
     const sent = entry.connection.send(replyFrame(reply.kind, entry, reply.message, reply.done));
+    if (final && entry.span) endSpan(entry.span, sent ? 'replied' : 'backpressure', !sent);
     if (!sent) this.backpressureExceeded(entry.connection);
   }
 
@@ -195,6 +238,8 @@ export class ConnectionHub {
     this.connections.delete(connection.id);
     const { deps } = this;
     deps.metrics.connectionClosed(connection.path, deps.clock.now() - connection.openedAt, connection.origin, code);
+    const error = closeError(code);
+    if (error !== undefined) deps.metrics.connectionError(connection.path, error);
     deps.leases.release(connection.id, connection.userId).catch((err: unknown) => {
       deps.log.warn({ err, connection_id: connection.id }, 'slot release failed; lease will expire');
     });
@@ -236,6 +281,7 @@ export class ConnectionHub {
 
   private expireOverdue(): void {
     for (const [, entry] of this.pending.expire(this.deps.clock.now())) {
+      if (entry.span) endSpan(entry.span, entry.connection.closed ? 'connection_gone' : MessageErrorCode.agentTimeout, !entry.connection.closed);
       if (entry.connection.closed) continue;
       entry.connection.send(
         errorFrame(MessageErrorCode.agentTimeout, `agent ${entry.agentType} did not reply in time`, entry.clientId),
@@ -254,4 +300,41 @@ function peekId(text: string | null): string | undefined {
   if (text === null || text.length > 65_536) return undefined;
   const parsed = parseClientMessage(text);
   return parsed.ok ? parsed.value.id : parsed.id;
+}
+
+/**
+ * Close codes that mean something went wrong, as a low-cardinality reason; undefined for a
+ * normal close (1000, 1001, 1005 no code). Application codes (3000-4999) collapse into `other`.
+ */
+function closeError(code: number): string | undefined {
+  switch (code) {
+    case 1000:
+    case 1001:
+    case 1005:
+      return undefined;
+    case 1002:
+      return 'protocol_error';
+    case 1003:
+    case 1007:
+      return 'invalid_data';
+    case 1006:
+      return 'abnormal_closure';
+    case 1008:
+      return 'policy_violation';
+    case 1009:
+      return 'message_too_big';
+    case 1011:
+      return 'internal_error';
+    default:
+      return 'other';
+  }
+}
+
+/** Ends a message span with its outcome; `failed` marks outcomes that are the server's fault. */
+function endSpan(span: Span, outcome: string, failed: boolean): void {
+  if (span.isRecording()) {
+    span.setAttribute(SpanAttr.outcome, outcome);
+    if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+  }
+  span.end();
 }

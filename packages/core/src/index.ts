@@ -8,3 +8,4 @@ export * from './hub.js';
 export * from './lifecycle.js';
 export * from './builtin-agents.js';
 export * from './agent-runner.js';
+export * from './tracing.js';

@@ -1,3 +1,4 @@
+import type { Span } from '@opentelemetry/api';
 import type { Connection } from './connection.js';
 
 /** A message handed to an agent and not yet answered in full. */
@@ -10,6 +11,8 @@ export interface PendingRequest {
   /** When the next reply is overdue. */
   deadline: number;
   replied: boolean;
+  /** The message's `ws.message` span, ended with its last reply or its timeout. */
+  span?: Span | undefined;
 }
 
 /**

@@ -145,6 +145,8 @@ export class UwsServer {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const traceparent = req.getHeader('traceparent') || undefined;
+    const tracestate = req.getHeader('tracestate') || undefined;
 
     const abort = { aborted: false };
     res.onAborted(() => {
@@ -152,7 +154,7 @@ export class UwsServer {
     });
 
     deps.admission
-      .admit({ path, origin, token, remoteAddress }, abort)
+      .admit({ path, origin, token, remoteAddress, traceparent, tracestate }, abort)
       .then((admission) => {
         if (admission.admitted) {
           const { ticket } = admission;
