@@ -40,6 +40,15 @@ export function redisKeys(prefix: string, options: { rateShards?: number } = {})
     session: (token: string) => `${prefix}session:${token}`,
 
     // ---------------------------------------------------------- agents (Redis Streams, issue 4)
+    /**
+     * STREAM of one agent type's requests, read by the type's workers through one consumer group.
+     * Answered entries are deleted, so its length is the type's queue (bound: AGENT_MAX_QUEUE).
+     */
+    agentRequests: (agentType: string) => `${prefix}{agent:${agentType}}:requests`,
+    /** ZSET of one agent type's live workers: member = worker id, score = lease expiry (ms, Redis TIME). */
+    agentWorkers: (agentType: string) => `${prefix}{agent:${agentType}}:workers`,
+    /** STREAM of replies for the connections of one replica, read by that replica alone. */
+    replicaReplies: (replicaId: string) => `${prefix}{replies:${replicaId}}`,
   });
 }
 
