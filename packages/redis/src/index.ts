@@ -1,2 +1,3 @@
 export * from './keys.js';
 export * from './client.js';
+export * from './bus/index.js';

@@ -1,0 +1,186 @@
+import type { AgentRequest } from '@wsgw/core';
+import type { RedisClient } from '../client.js';
+import type { RedisKeys } from '../keys.js';
+import { defineAgentScripts } from './scripts.js';
+import { decodeRequest, encodeReply, REPLY_FIELD, type RawEntry, type WireReply } from './wire.js';
+
+/** The consumer group every worker of a type reads through, so each request goes to one of them. */
+export const AGENT_GROUP = 'workers';
+
+/** A request taken from the stream, with the entry id that acknowledges it. */
+export interface Delivery {
+  entryId: string;
+  /** Undefined for an entry that is not a request (it is settled without an answer). */
+  request: AgentRequest | undefined;
+}
+
+/** A reply addressed to the replica that holds the client's socket. */
+export interface OutgoingReply extends WireReply {
+  replicaId: string;
+}
+
+export interface AgentStreamsOptions {
+  keys: RedisKeys;
+  agentType: string;
+  /** Reply streams are capped near this many entries (their replica reads them within ms). */
+  replyStreamMaxLen?: number;
+  /** A reply stream whose replica is gone disappears this long after the last reply to it. */
+  replyStreamTtlMs?: number;
+  /** Registry and request stream of a type nobody serves disappear this long after the last heartbeat. */
+  idleTypeTtlMs?: number;
+}
+
+type StreamRead = Array<[key: string, entries: RawEntry[]]> | null;
+
+/**
+ * The Redis side of an agent worker for one agent type: consumer group, liveness lease, reads,
+ * claims of a dead worker's entries, replies and acknowledgements. Policy (when to read, claim,
+ * renew) lives in the agent-sdk worker; this class only speaks to Redis.
+ */
+export class AgentStreams {
+  readonly requestsKey: string;
+  readonly workersKey: string;
+  private readonly keys: RedisKeys;
+  private readonly replyMaxLen: number;
+  private readonly replyTtlMs: number;
+  private readonly idleTypeTtlMs: number;
+
+  constructor(
+    private readonly client: RedisClient,
+    options: AgentStreamsOptions,
+  ) {
+    defineAgentScripts(client);
+    this.keys = options.keys;
+    this.requestsKey = options.keys.agentRequests(options.agentType);
+    this.workersKey = options.keys.agentWorkers(options.agentType);
+    this.replyMaxLen = options.replyStreamMaxLen ?? 100_000;
+    this.replyTtlMs = options.replyStreamTtlMs ?? 60_000;
+    this.idleTypeTtlMs = options.idleTypeTtlMs ?? 24 * 3600_000;
+  }
+
+  /** Creates the stream and its consumer group if missing (idempotent). */
+  async ensureGroup(): Promise<void> {
+    try {
+      await this.client.xgroup('CREATE', this.requestsKey, AGENT_GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err;
+    }
+  }
+
+  /** Takes or renews this worker's liveness lease; returns how many workers of the type are live. */
+  heartbeat(workerId: string, leaseMs: number): Promise<number> {
+    return this.client.wsgwAgentHeartbeat(this.workersKey, this.requestsKey, workerId, leaseMs, this.idleTypeTtlMs);
+  }
+
+  /** This worker stops counting as live at once (graceful shutdown). */
+  async leave(workerId: string): Promise<void> {
+    await this.client.zrem(this.workersKey, workerId);
+  }
+
+  /**
+   * New requests for this consumer; waits up to `blockMs` for the first one. `blocking` must be a
+   * connection of its own (its command timeout above `blockMs`).
+   */
+  async read(blocking: RedisClient, consumer: string, count: number, blockMs: number): Promise<Delivery[]> {
+    const read = (await blocking.xreadgroup(
+      'GROUP',
+      AGENT_GROUP,
+      consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      this.requestsKey,
+      '>',
+    )) as StreamRead;
+    return read ? read.flatMap(([, entries]) => entries.map(toDelivery)) : [];
+  }
+
+  /**
+   * Takes over entries that another consumer read and has not settled for `minIdleMs` (it died or
+   * hangs). `cursor` walks the pending list across calls; '0-0' starts over.
+   */
+  async claim(
+    consumer: string,
+    minIdleMs: number,
+    cursor: string,
+    count: number,
+  ): Promise<{ cursor: string; deliveries: Delivery[] }> {
+    const [next, entries] = (await this.client.xautoclaim(
+      this.requestsKey,
+      AGENT_GROUP,
+      consumer,
+      minIdleMs,
+      cursor,
+      'COUNT',
+      count,
+    )) as [string, Array<RawEntry | null>, string[]?];
+    // Entries deleted meanwhile come back as null in some Redis versions; they need nothing.
+    const deliveries = entries.filter((e): e is RawEntry => Array.isArray(e) && Array.isArray(e[1])).map(toDelivery);
+    return { cursor: next, deliveries };
+  }
+
+  /**
+   * Resets the idle time of entries this worker is still working on, so live work is not claimed
+   * by others. Entries idle for less than `minIdleMs` are left alone: if another worker just took
+   * one over, this does not take it back.
+   */
+  async renew(consumer: string, entryIds: readonly string[], minIdleMs: number): Promise<void> {
+    if (entryIds.length === 0) return;
+    await this.client.xclaim(this.requestsKey, AGENT_GROUP, consumer, minIdleMs, ...entryIds, 'JUSTID');
+  }
+
+  /**
+   * Writes replies to the reply streams of their replicas, in the given order (per replica, the
+   * order the client sees). Resolves once every reply is stored.
+   */
+  async sendReplies(replies: readonly OutgoingReply[]): Promise<void> {
+    const touched = new Set<string>();
+    const writes: Array<Promise<unknown>> = [];
+    for (const reply of replies) {
+      const key = this.keys.replicaReplies(reply.replicaId);
+      touched.add(key);
+      // Commands of one turn go out in one pipeline, in order, on one connection per node.
+      writes.push(this.client.xadd(key, 'MAXLEN', '~', this.replyMaxLen, '*', REPLY_FIELD, encodeReply(reply)));
+    }
+    for (const key of touched) writes.push(this.client.pexpire(key, this.replyTtlMs));
+    await Promise.all(writes);
+  }
+
+  /** Acknowledges answered entries and deletes them, which keeps the stream as short as its queue. */
+  async settle(entryIds: readonly string[]): Promise<void> {
+    if (entryIds.length === 0) return;
+    await Promise.all([
+      this.client.xack(this.requestsKey, AGENT_GROUP, ...entryIds),
+      this.client.xdel(this.requestsKey, ...entryIds),
+    ]);
+  }
+
+  /** Removes this consumer from the group; only when it holds no pending entries (they would be lost). */
+  async removeConsumerIfIdle(consumer: string): Promise<boolean> {
+    const summary = (await this.client.xpending(this.requestsKey, AGENT_GROUP, '-', '+', 1, consumer)) as unknown[];
+    if (summary.length > 0) return false;
+    await this.client.xgroup('DELCONSUMER', this.requestsKey, AGENT_GROUP, consumer);
+    return true;
+  }
+
+  /** Forgets consumers of dead workers that hold nothing and have been idle for `idleMs`. */
+  async pruneConsumers(idleMs: number): Promise<number> {
+    const raw = (await this.client.xinfo('CONSUMERS', this.requestsKey, AGENT_GROUP)) as unknown[][];
+    let removed = 0;
+    for (const fields of raw) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < fields.length; i += 2) info.set(String(fields[i]), fields[i + 1]);
+      if (Number(info.get('pending')) === 0 && Number(info.get('idle')) >= idleMs) {
+        await this.client.xgroup('DELCONSUMER', this.requestsKey, AGENT_GROUP, String(info.get('name')));
+        removed++;
+      }
+    }
+    return removed;
+  }
+}
+
+function toDelivery([entryId, fields]: RawEntry): Delivery {
+  return { entryId, request: decodeRequest(fields) };
+}

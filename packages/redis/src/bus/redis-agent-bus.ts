@@ -1,0 +1,177 @@
+import type { AgentBus, AgentReply, AgentRequest, GatewayMetrics, Logger, PublishResult } from '@wsgw/core';
+import { connectRedis, type RedisClient } from '../client.js';
+import type { RedisKeys } from '../keys.js';
+import { defineAgentScripts } from './scripts.js';
+import { decodeReply, encodeRequest, type RawEntry, type WireReply } from './wire.js';
+
+export interface RedisAgentBusOptions {
+  keys: RedisKeys;
+  /** Replies for this replica's connections come back on this replica's reply stream. */
+  replicaId: string;
+  /** Requests one agent type may have waiting or in progress; past it, `unavailable` at once. */
+  maxQueue: number;
+  /** Replies taken per read. */
+  readCount?: number;
+  /** How long one blocking read waits; bounds how long `close` waits for the reader. */
+  blockMs?: number;
+}
+
+type StreamRead = Array<[key: string, entries: RawEntry[]]> | null;
+
+/** How long the chunk order of an unfinished reply is remembered (its request has long timed out). */
+const SEQ_MEMORY_MS = 10 * 60_000;
+
+/**
+ * The gateway's side of the agent bus on Redis (docs/AGENTS.md). A request goes to its type's
+ * stream in one script call that also checks for a live worker and the queue bound; calls made
+ * in one event-loop turn travel in one pipeline (the client auto-pipelines). Replies come back on
+ * this replica's own reply stream, read in batches by one blocking reader, so nothing is
+ * broadcast to every replica.
+ */
+export class RedisAgentBus implements AgentBus {
+  private readonly handlers: Array<(reply: AgentReply) => void> = [];
+  private readonly replyKey: string;
+  private readonly readCount: number;
+  private readonly blockMs: number;
+  /** Next expected `seq` of replies that are still streaming, by request id. */
+  private readonly streaming = new Map<string, { next: number; at: number }>();
+  private readonly typesSeen = new Set<string>();
+  private lastId = '0-0';
+  private lastTrimAt = 0;
+  private lastSweepAt = 0;
+  private closed = false;
+  private reader: Promise<void> | undefined;
+
+  /**
+   * @param client shared, non-blocking commands (publish, trim)
+   * @param blocking owned by the bus: one connection for the blocking reply reads, closed by `close`;
+   *   its command timeout must exceed `blockMs`
+   */
+  constructor(
+    private readonly client: RedisClient,
+    private readonly blocking: RedisClient,
+    private readonly options: RedisAgentBusOptions,
+    private readonly log: Logger,
+    private readonly metrics?: Pick<GatewayMetrics, 'replyDropped'>,
+  ) {
+    defineAgentScripts(client);
+    this.replyKey = options.keys.replicaReplies(options.replicaId);
+    this.readCount = options.readCount ?? 1000;
+    this.blockMs = options.blockMs ?? 1000;
+  }
+
+  /** Starts reading replies. */
+  start(): void {
+    this.reader ??= this.readReplies();
+  }
+
+  onReply(handler: (reply: AgentReply) => void): void {
+    this.handlers.push(handler);
+  }
+
+  async publish(request: AgentRequest): Promise<PublishResult> {
+    if (this.closed) return { accepted: false, code: 'unavailable', message: 'agent bus is closed' };
+    const { keys, maxQueue } = this.options;
+    const type = request.agentType;
+    this.typesSeen.add(type);
+    const result = await this.client.wsgwAgentPublish(
+      keys.agentRequests(type),
+      keys.agentWorkers(type),
+      maxQueue,
+      ...encodeRequest(request),
+    );
+    if (result === 'no_worker') {
+      return { accepted: false, code: 'agent_unavailable', message: `no live agent serves agent_type ${type}` };
+    }
+    if (result === 'full') {
+      return { accepted: false, code: 'unavailable', message: `agent ${type} has too many queued messages` };
+    }
+    return { accepted: true };
+  }
+
+  /** Requests waiting or in progress per agent type this replica has sent to (a gauge). */
+  async queueDepths(): Promise<Array<[string, number]>> {
+    const types = [...this.typesSeen];
+    const lengths = await Promise.all(types.map((t) => this.client.xlen(this.options.keys.agentRequests(t))));
+    return types.map((t, i) => [t, lengths[i] ?? 0]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Ends the blocking read at once instead of waiting out its BLOCK time.
+    this.blocking.disconnect();
+    await this.reader;
+  }
+
+  private async readReplies(): Promise<void> {
+    await connectRedis(this.blocking);
+    let failures = 0;
+    while (!this.closed) {
+      let read: StreamRead;
+      try {
+        read = (await this.blocking.xread(
+          'COUNT',
+          this.readCount,
+          'BLOCK',
+          this.blockMs,
+          'STREAMS',
+          this.replyKey,
+          this.lastId,
+        )) as StreamRead;
+        failures = 0;
+      } catch (err) {
+        if (this.closed) break;
+        // Redis is away; the client reconnects by itself. One line per burst of failures.
+        if (failures++ % 40 === 0) this.log.warn({ err, failures }, 'reading agent replies failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        continue;
+      }
+      if (!read) continue;
+      for (const [, entries] of read) {
+        for (const [id, fields] of entries) {
+          this.lastId = id;
+          const reply = decodeReply(fields);
+          if (reply) this.dispatch(reply);
+          else this.log.warn({ entry_id: id }, 'dropping a malformed agent reply');
+        }
+      }
+      this.housekeeping();
+    }
+  }
+
+  private dispatch(wire: WireReply): void {
+    const state = this.streaming.get(wire.requestId);
+    if (state && wire.seq < state.next) {
+      // A second worker took the request over and repeats what the first one already sent.
+      this.metrics?.replyDropped('duplicate');
+      return;
+    }
+    const final = wire.kind === 'response' || wire.done === true;
+    if (final) this.streaming.delete(wire.requestId);
+    else this.streaming.set(wire.requestId, { next: wire.seq + 1, at: Date.now() });
+    const reply: AgentReply = {
+      requestId: wire.requestId,
+      connectionId: wire.connectionId,
+      kind: wire.kind,
+      message: wire.message,
+    };
+    if (wire.kind === 'chunk') reply.done = wire.done === true;
+    for (const handler of this.handlers) handler(reply);
+  }
+
+  /** Trims what this replica has read from its reply stream, and forgets abandoned streams. */
+  private housekeeping(): void {
+    const now = Date.now();
+    if (now - this.lastTrimAt >= 1000) {
+      this.lastTrimAt = now;
+      this.client.xtrim(this.replyKey, 'MINID', this.lastId).catch((err: unknown) => {
+        this.log.debug({ err }, 'trimming the reply stream failed; the next read retries');
+      });
+    }
+    if (now - this.lastSweepAt >= 30_000) {
+      this.lastSweepAt = now;
+      for (const [id, state] of this.streaming) if (now - state.at > SEQ_MEMORY_MS) this.streaming.delete(id);
+    }
+  }
+}

@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs';
+import type { Result } from 'ioredis';
+import type { RedisClient } from '../client.js';
+
+/** The agent bus's Lua scripts, registered once per client (EVALSHA, reloaded on NOSCRIPT). */
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** See src/lua/agent_publish.lua. */
+    wsgwAgentPublish(
+      requests: string,
+      workers: string,
+      maxQueue: number,
+      ...fields: string[]
+    ): Result<string, Context>;
+    /** See src/lua/agent_heartbeat.lua. */
+    wsgwAgentHeartbeat(
+      workers: string,
+      requests: string,
+      workerId: string,
+      leaseMs: number,
+      keepMs: number,
+    ): Result<number, Context>;
+  }
+}
+
+// src/bus -> src/lua when run from sources, dist/bus -> dist/lua when built (copy-lua.mjs).
+const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8');
+
+const defined = new WeakSet<object>();
+
+export function defineAgentScripts(client: RedisClient): void {
+  if (defined.has(client)) return;
+  defined.add(client);
+  client.defineCommand('wsgwAgentPublish', { numberOfKeys: 2, lua: lua('agent_publish') });
+  client.defineCommand('wsgwAgentHeartbeat', { numberOfKeys: 2, lua: lua('agent_heartbeat') });
+}
