@@ -13,6 +13,9 @@ import {
 } from './ports.js';
 import { contextFromHeaders, failSpan, inChildSpan, SpanAttr, SpanNames, startServerSpan } from './tracing.js';
 
+/** Longer tokens are refused before any validator sees them. */
+export const MAX_TOKEN_LENGTH = 8192;
+
 /** What the transport copied out of the upgrade request before the first await. */
 export interface UpgradeRequest {
   path: string;
@@ -120,6 +123,11 @@ export class UpgradeAdmission {
     const token = req.token;
     if (token === undefined || token === '') {
       this.logSessionInvalid(req, 'missing', undefined);
+      return this.reject(req, 'session_invalid');
+    }
+    if (token.length > MAX_TOKEN_LENGTH) {
+      // No validator needs more; refusing early keeps hashing and lookups cheap for junk.
+      this.logSessionInvalid(req, 'too_long', undefined);
       return this.reject(req, 'session_invalid');
     }
     const tokenHash = tokenFingerprint(token);

@@ -206,6 +206,12 @@ export class ConnectionHub {
     if (exceeded) this.closeConnection(connection, CloseCode.policy, 'rate limit exceeded repeatedly');
   }
 
+  /** A frame above WEBSOCKET_MAX_PAYLOAD_BYTES: 1009, and it counts as nothing else. */
+  tooBig(connection: Connection): void {
+    this.deps.metrics.messageRejected('too_big');
+    this.closeConnection(connection, CloseCode.tooBig, 'message too big');
+  }
+
   /** A reply from an agent for a request of this replica. */
   deliver(reply: AgentReply): void {
     const { deps } = this;

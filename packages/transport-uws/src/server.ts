@@ -99,7 +99,10 @@ export class UwsServer {
 
     for (const base of options.websocketPaths) {
       app.ws<SocketData>(`${base}/agent`, {
-        maxPayloadLength: options.maxPayloadBytes,
+        // uWS drops a frame above its own limit with no close frame (1006). Letting it read a
+        // little more lets us answer the contract's 1009; beyond this cap a client could make
+        // us buffer arbitrary memory, so those are still cut at once.
+        maxPayloadLength: uwsPayloadCap(options.maxPayloadBytes),
         maxBackpressure: options.maxBackpressureBytes,
         closeOnBackpressureLimit: 0,
         idleTimeout: options.idleTimeoutSeconds,
@@ -113,6 +116,10 @@ export class UwsServer {
         message: (ws, message, isBinary) => {
           const { connection } = ws.getUserData();
           if (!connection) return;
+          if (message.byteLength > options.maxPayloadBytes) {
+            deps.hub.tooBig(connection);
+            return;
+          }
           // The ArrayBuffer dies with this callback: decode it before anything awaits.
           const text = isBinary ? null : Buffer.from(message).toString('utf8');
           deps.hub.message(connection, text).catch((err: unknown) => {
@@ -187,6 +194,10 @@ export class UwsServer {
         });
       });
   }
+}
+
+function uwsPayloadCap(limit: number): number {
+  return Math.min(Math.max(limit * 2, limit + 64 * 1024), 256 * 1024 * 1024);
 }
 
 function bearerToken(header: string): string | undefined {

@@ -1,0 +1,147 @@
+import net from 'node:net';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, open, startTestGateway, waitFor, type TestGateway } from '@wsgw/testkit';
+
+/** The gateway must survive all of this and still answer the seed message afterwards. */
+async function stillServes(gw: TestGateway): Promise<void> {
+  const c = await open(gw.wsUrl('health-check-user'));
+  c.send({ agent_type: 'echo', message: 'alive?', id: 'alive' });
+  expect(await c.next()).toMatchObject({ type: 'response', message: 'alive?' });
+  await c.close();
+  expect((await fetch(gw.httpUrl('/healthz'))).status).toBe(200);
+}
+
+describe('bad input on purpose', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({
+      WEBSOCKET_MAX_PAYLOAD_BYTES: '4096',
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '10000',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '100000',
+      WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '100',
+      WEBSOCKET_MAX_CONNECTIONS_PER_USER: '100',
+    });
+  });
+  afterAll(() => gw.stop());
+
+  it('garbage, deeply nested JSON and wrong types each get invalid_message', async () => {
+    const c = await open(gw.wsUrl('garbage'));
+    const inputs = [
+      '\u0000\u0001\u0002',
+      '{"agent_type": "echo", "message": "unterminated',
+      '['.repeat(2000) + ']'.repeat(2000),
+      `{"agent_type":"echo","message":"x","pillar":${'['.repeat(1000)}${']'.repeat(1000)}}`,
+      '{"agent_type":["echo"],"message":"x"}',
+      '{"agent_type":"echo","message":null}',
+      '{"__proto__":{"agent_type":"echo"},"message":"x"}',
+      '\uD800',
+      'null',
+      '',
+    ];
+    for (const text of inputs) c.send(text);
+    for (let i = 0; i < inputs.length; i++) {
+      expect(await c.next()).toMatchObject({ type: 'error', code: 'invalid_message' });
+    }
+    await c.close();
+    await stillServes(gw);
+  });
+
+  it('a frame above WEBSOCKET_MAX_PAYLOAD_BYTES closes the socket with 1009', async () => {
+    const c = await open(gw.wsUrl('huge'));
+    c.send({ agent_type: 'echo', message: 'x'.repeat(5000) });
+    expect((await c.closed).code).toBe(1009);
+    // Far above the limit uWS cuts the connection before reading it (no close frame).
+    const d = await open(gw.wsUrl('huge-2'));
+    d.send({ agent_type: 'echo', message: 'x'.repeat(1_000_000) });
+    expect([1006, 1009]).toContain((await d.closed).code);
+    await waitFor(() => gw.handle.hub.openCount === 0);
+    await stillServes(gw);
+  });
+
+  it('a frame of exactly the limit is accepted', async () => {
+    const c = await open(gw.wsUrl('at-limit'));
+    const envelope = JSON.stringify({ agent_type: 'echo', message: '' });
+    c.send(JSON.stringify({ agent_type: 'echo', message: 'y'.repeat(4096 - envelope.length) }));
+    expect(await c.next()).toMatchObject({ type: 'response' });
+    await c.close();
+  });
+
+  it('very long query strings and headers are refused without harm', async () => {
+    const longToken = await connect(gw.wsUrl('a'.repeat(9000)));
+    expect(longToken.opened ? 0 : longToken.rejected.status).toBe(401);
+    await connect(gw.wsUrl('a'.repeat(200_000))).then(
+      (r) => expect(r.opened).toBe(false),
+      () => undefined, // uWS may drop a request line this long outright: also fine
+    );
+    await connect(gw.wsUrl('ok'), { headers: { 'X-Junk': 'b'.repeat(20_000) } }).then(
+      async (r) => {
+        if (r.opened) await r.client.close();
+      },
+      () => undefined,
+    );
+    await stillServes(gw);
+  });
+
+  it('raw junk on the TCP port does not hurt the process', async () => {
+    for (const junk of ['GET /api/ws/agent HTTP/1.1\r\nUpgrade: websocket\r\n\r\n', '\x16\x03\x01\x00\xa5garbage-tls', 'HELLO\r\n\r\n']) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(gw.port, '127.0.0.1', () => s.end(junk));
+        s.on('data', () => {});
+        s.on('error', () => resolve());
+        s.on('close', () => resolve());
+      });
+    }
+    await stillServes(gw);
+  });
+
+  it('many upgrades at once: exactly the global limit opens, the process survives', async () => {
+    await waitFor(() => gw.handle.hub.openCount === 0);
+    const results = await Promise.all(
+      Array.from({ length: 150 }, (_, i) => connect(gw.wsUrl(`many-${i}`)).catch(() => null)),
+    );
+    const opened = results.filter((r) => r?.opened);
+    const refused = results.filter((r) => r && !r.opened);
+    expect(opened.length).toBe(100);
+    expect(refused.every((r) => !r!.opened && r!.rejected.status === 503)).toBe(true);
+    await Promise.all(opened.map((r) => (r!.opened ? r!.client.close() : undefined)));
+    await waitFor(() => gw.handle.hub.openCount === 0);
+    await stillServes(gw);
+  });
+});
+
+describe('slow readers and silent sockets', () => {
+  it('a client that stops reading is cut off at the backpressure limit; memory stays bounded', async () => {
+    const gw = await startTestGateway({
+      WEBSOCKET_MAX_PAYLOAD_BYTES: '65536',
+      WEBSOCKET_MAX_BACKPRESSURE_BYTES: '262144',
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '100000',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000',
+    });
+    const ws = new WebSocket(gw.wsUrl('slow-reader'));
+    await new Promise((r) => ws.once('open', r));
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    ws.on('error', () => {});
+    // Stop reading: the gateway's replies pile up in its send buffer.
+    (ws as unknown as { _socket: net.Socket })._socket.pause();
+    const payload = JSON.stringify({ agent_type: 'echo', message: 'z'.repeat(60_000) });
+    for (let i = 0; i < 400; i++) ws.send(payload);
+    await waitFor(() => gw.handle.hub.openCount === 0, 20_000);
+    (ws as unknown as { _socket: net.Socket })._socket.resume();
+    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    expect([1008, 1006]).toContain(code);
+    await gw.stop();
+  });
+
+  it('a silent socket is closed after WEBSOCKET_IDLE_TIMEOUT_SECONDS', async () => {
+    const gw = await startTestGateway({ WEBSOCKET_IDLE_TIMEOUT_SECONDS: '8' });
+    const c = await open(gw.wsUrl('idle'));
+    const started = Date.now();
+    await c.closed;
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThan(6_000);
+    expect(elapsed).toBeLessThan(16_000);
+    await waitFor(() => gw.handle.hub.openCount === 0);
+    await gw.stop();
+  }, 30_000);
+});
