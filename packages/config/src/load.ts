@@ -85,6 +85,9 @@ const schema = z.object({
   REPLICA_ID: opt(z.string().trim().regex(/^[A-Za-z0-9_.:-]{1,128}$/, { message: 'must be 1-128 of letters, digits, _ . : -' })),
 });
 
+/** Every variable the gateway reads (besides OTEL_*, read by the OpenTelemetry SDK). */
+export const VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 /**
  * Reads and checks every variable at once. Problems are returned together, one line each,
  * naming the variable, so an operator fixes them in one go instead of one restart per typo.
