@@ -1,4 +1,6 @@
+import { context, trace } from '@opentelemetry/api';
 import type { AgentHandler, AgentReply, AgentRequest } from './ports.js';
+import { failSpan, startAgentSpan } from './tracing.js';
 
 /** One reply as a handler produced it, before it is addressed to a request. */
 export type AgentOutput = Pick<AgentReply, 'kind' | 'message' | 'done'>;
@@ -8,8 +10,25 @@ export type AgentOutput = Pick<AgentReply, 'kind' | 'message' | 'done'>;
  * becomes one `response`; an async iterable becomes `chunk`s, the last with `done: true`.
  * Shared by the in-process bus and agent-sdk workers, so built-in and remote agents behave alike.
  * Rejects when the handler throws; what that means (log, retry, time out) is the caller's call.
+ * The run is an `agent.handle <type>` span continuing the gateway's trace from `request.trace`.
  */
 export async function runAgentHandler(
+  handler: AgentHandler,
+  request: Readonly<AgentRequest>,
+  emit: (output: AgentOutput) => void,
+): Promise<void> {
+  const span = startAgentSpan(request.agentType, request.trace);
+  try {
+    await context.with(trace.setSpan(context.active(), span), () => runHandler(handler, request, emit));
+  } catch (err) {
+    failSpan(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+async function runHandler(
   handler: AgentHandler,
   request: Readonly<AgentRequest>,
   emit: (output: AgentOutput) => void,

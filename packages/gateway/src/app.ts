@@ -46,6 +46,8 @@ export async function startGateway(config: Config, options: StartOptions): Promi
     },
     { leases: stores.leases, rates: stores.rates, bus: stores.bus, clock: systemClock, metrics, log },
   );
+  metrics.observeOpenConnections(() => hub.openCount);
+  metrics.observePendingRequests(() => hub.pendingCount);
   const lifecycle = new Lifecycle(hub, log, config.shutdownDrainSeconds * 1000);
   lifecycle.addUnavailableCheck(stores.unavailable);
   const admission = new UpgradeAdmission({

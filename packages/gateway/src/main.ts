@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { loadConfig } from '@wsgw/config';
-import { createLogger } from '@wsgw/telemetry';
+import { createGatewayMetrics, createLogger, startTelemetry } from '@wsgw/telemetry';
 import { startGateway } from './app.js';
 
 const loaded = loadConfig(process.env);
@@ -9,20 +9,26 @@ if (!loaded.ok) {
   process.exit(2);
 }
 const { config } = loaded;
+// OpenTelemetry first, before anything makes a meter or a span (it needs the replica id, so it
+// comes right after the config check, which is pure and does no I/O).
+const telemetry = startTelemetry({ env: process.env, replicaId: config.replicaId, defaultServiceName: 'ws-gateway' });
 const log = createLogger({ level: config.logLevel, replicaId: config.replicaId });
+const metrics = createGatewayMetrics(telemetry.meter('@wsgw/gateway'), config.corsOrigins);
 
 process.on('unhandledRejection', (err) => {
   log.error({ err }, 'unhandled rejection');
 });
 
 try {
-  const gateway = await startGateway(config, { log });
+  const gateway = await startGateway(config, { log, metrics });
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
     signals++;
     log.info({ signal }, signals === 1 ? 'shutting down' : 'shutdown already in progress');
     gateway
       .shutdown()
+      // The last metrics and spans (this replica's final counts) go out before exit, in bounded time.
+      .then(() => telemetry.shutdown())
       .then(() => {
         log.flush();
         process.exit(0);
@@ -37,6 +43,7 @@ try {
   process.on('SIGINT', stop);
 } catch (err) {
   log.fatal({ err }, 'gateway failed to start');
+  await telemetry.shutdown();
   log.flush();
   process.exit(1);
 }

@@ -1,1 +1,5 @@
 export * from './logger.js';
+export * from './sdk.js';
+export * from './metrics.js';
+export * from './attributes.js';
+export * from './redis.js';

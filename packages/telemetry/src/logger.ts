@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import { pino, type Logger as PinoLogger } from 'pino';
 
 export interface LoggerOptions {
@@ -23,6 +24,20 @@ const REDACT = [
   '*.authorization',
 ];
 
+const NO_TRACE = Object.freeze({});
+
+/**
+ * Joins log lines to traces: inside an active, valid span a line carries `trace_id` and `span_id`
+ * (OpenTelemetry's log data model names). Outside one it adds nothing and allocates nothing.
+ */
+export function traceFields(): object {
+  const span = trace.getActiveSpan();
+  if (!span) return NO_TRACE;
+  const ctx = span.spanContext();
+  if (!trace.isSpanContextValid(ctx)) return NO_TRACE;
+  return { trace_id: ctx.traceId, span_id: ctx.spanId, trace_flags: ctx.traceFlags === 1 ? '01' : '00' };
+}
+
 export function createLogger(options: LoggerOptions): PinoLogger {
   return pino(
     {
@@ -32,6 +47,7 @@ export function createLogger(options: LoggerOptions): PinoLogger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: pino.stdSerializers.err },
+      mixin: traceFields,
     },
     options.destination ?? pino.destination({ sync: false }),
   );
