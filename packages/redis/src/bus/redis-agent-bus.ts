@@ -58,6 +58,8 @@ export class RedisAgentBus implements AgentBus {
     this.replyKey = options.keys.replicaReplies(options.replicaId);
     this.readCount = options.readCount ?? 1000;
     this.blockMs = options.blockMs ?? 1000;
+    // Connection trouble surfaces as failed reads (logged there); this keeps it off 'unhandled error'.
+    blocking.on('error', (err: unknown) => log.debug({ err }, 'reply reader connection error'));
   }
 
   /** Starts reading replies. */

@@ -1,0 +1,73 @@
+import { pino } from 'pino';
+import type { AgentHandler, Logger } from '@wsgw/core';
+import { AgentWorker, type AgentWorkerOptions } from './worker.js';
+
+export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handler'>> & {
+  /** Environment to read settings from (tests); `process.env` by default. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Exit the process after a signal-triggered stop (default true). */
+  exitOnStop?: boolean;
+};
+
+/**
+ * Runs `handler` as a worker process for `agentType` until SIGTERM or SIGINT, then stops
+ * gracefully (finishes in-flight requests) and exits 0. Settings come from the environment:
+ * REDIS_URL (required), REDIS_KEY_PREFIX (default `wsgw:`), LOG_LEVEL, and the optional tuning
+ * variables AGENT_CONCURRENCY, AGENT_HEARTBEAT_MS, AGENT_CLAIM_IDLE_MS, AGENT_SHUTDOWN_GRACE_MS.
+ */
+export async function serveAgent(agentType: string, handler: AgentHandler, options: ServeOptions = {}): Promise<AgentWorker> {
+  const env = options.env ?? process.env;
+  const redisUrl = options.redisUrl ?? env['REDIS_URL'];
+  if (!redisUrl) {
+    process.stderr.write('config error: REDIS_URL: is required (redis:// or rediss:// URL of the gateways\' Redis)\n');
+    process.exit(2);
+  }
+  const log = options.log ?? createWorkerLogger(env['LOG_LEVEL'] ?? 'info');
+  const worker = new AgentWorker({
+    agentType,
+    handler,
+    redisUrl,
+    keyPrefix: options.keyPrefix ?? env['REDIS_KEY_PREFIX'] ?? 'wsgw:',
+    workerId: options.workerId ?? env['AGENT_WORKER_ID'],
+    concurrency: options.concurrency ?? num(env['AGENT_CONCURRENCY']),
+    heartbeatMs: options.heartbeatMs ?? num(env['AGENT_HEARTBEAT_MS']),
+    claimIdleMs: options.claimIdleMs ?? num(env['AGENT_CLAIM_IDLE_MS']),
+    handlerIdleTimeoutMs: options.handlerIdleTimeoutMs,
+    shutdownGraceMs: options.shutdownGraceMs ?? num(env['AGENT_SHUTDOWN_GRACE_MS']),
+    log,
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'stop requested');
+    worker.stop().then(
+      () => {
+        if (options.exitOnStop !== false) process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await worker.start();
+  return worker;
+}
+
+/** pino JSON lines on stdout, the same shape as the gateway's. */
+export function createWorkerLogger(level = 'info'): Logger {
+  return pino({
+    level,
+    base: { service: 'agent-worker', pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+    serializers: { err: pino.stdSerializers.err },
+  });
+}
+
+function num(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a non-negative number: ${JSON.stringify(value)}`);
+  return n;
+}

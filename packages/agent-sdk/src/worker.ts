@@ -1,0 +1,405 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { runAgentHandler, type AgentHandler, type AgentRequest, type Logger } from '@wsgw/core';
+import {
+  AgentStreams,
+  connectRedis,
+  createRedisClient,
+  redisKeys,
+  type Delivery,
+  type OutgoingReply,
+  type RedisClient,
+} from '@wsgw/redis';
+
+export interface AgentWorkerOptions {
+  agentType: string;
+  handler: AgentHandler;
+  /** `redis://` or `rediss://` (CONTRACT §2 REDIS_URL). */
+  redisUrl: string;
+  /** REDIS_KEY_PREFIX of the gateways this worker serves. */
+  keyPrefix?: string;
+  /** Unique per worker process; names its consumer and its liveness lease. */
+  workerId?: string;
+  /** Requests handled at once. */
+  concurrency?: number;
+  /** How often the liveness lease is renewed; it lapses after three missed beats. */
+  heartbeatMs?: number;
+  /**
+   * Visibility timeout: a request taken by a worker that has not answered it, nor renewed it,
+   * for this long (the worker died or froze) is taken over by another live worker.
+   */
+  claimIdleMs?: number;
+  /** A handler silent (no reply, no chunk) for this long is given up: its request is dropped. */
+  handlerIdleTimeoutMs?: number;
+  /** On `stop`, how long in-flight handlers get to finish. */
+  shutdownGraceMs?: number;
+  log?: Logger;
+}
+
+interface Job {
+  request: AgentRequest;
+  lastOutputAt: number;
+  abandoned: boolean;
+}
+
+const BLOCK_MS = 1000;
+
+/**
+ * One agent worker: reads its type's requests through the consumer group, runs the handler with
+ * the request's trace context, writes replies to the asking replica's reply stream, keeps a
+ * liveness lease, takes over requests of dead workers, and stops gracefully.
+ * Replies and acknowledgements of one event-loop turn are written together; a request is
+ * acknowledged only after its replies are stored, so a crash at any point loses nothing.
+ */
+export class AgentWorker {
+  readonly workerId: string;
+  readonly agentType: string;
+  private readonly client: RedisClient;
+  private readonly blocking: RedisClient;
+  private readonly streams: AgentStreams;
+  private readonly log: Logger;
+  private readonly concurrency: number;
+  private readonly heartbeatMs: number;
+  private readonly claimIdleMs: number;
+  private readonly handlerIdleMs: number;
+  private readonly graceMs: number;
+  private readonly jobs = new Map<string, Job>();
+  private readonly outbox: OutgoingReply[] = [];
+  private readonly toSettle: string[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> | undefined;
+  private capacityWaiters: Array<() => void> = [];
+  private running = false;
+  private stopping: Promise<void> | undefined;
+  private readLoop: Promise<void> | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  private claimer: NodeJS.Timeout | undefined;
+  private claimCursor = '0-0';
+  private claiming = false;
+  private lastPruneAt = Date.now();
+  private failures = 0;
+
+  constructor(private readonly options: AgentWorkerOptions) {
+    this.agentType = options.agentType;
+    this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.concurrency = Math.max(1, options.concurrency ?? 64);
+    this.heartbeatMs = Math.max(100, options.heartbeatMs ?? 2000);
+    // Own entries are renewed every beat; the timeout must leave room for a late beat.
+    this.claimIdleMs = Math.max(2 * this.heartbeatMs, options.claimIdleMs ?? 10_000);
+    this.handlerIdleMs = options.handlerIdleTimeoutMs ?? 120_000;
+    this.graceMs = options.shutdownGraceMs ?? 10_000;
+    this.log = (options.log ?? silentLogger).child({ agent_type: this.agentType, worker_id: this.workerId });
+    const name = `wsgw-agent:${this.agentType}`;
+    this.client = createRedisClient(options.redisUrl, { connectionName: name, commandTimeoutMs: 2000 });
+    this.blocking = createRedisClient(options.redisUrl, { connectionName: name, commandTimeoutMs: BLOCK_MS + 5000 });
+    // Connection trouble surfaces as failed commands (logged where they fail).
+    for (const c of [this.client, this.blocking]) c.on('error', (err: unknown) => this.log.debug({ err }, 'redis connection error'));
+    this.streams = new AgentStreams(this.client, {
+      keys: redisKeys(options.keyPrefix ?? 'wsgw:'),
+      agentType: this.agentType,
+    });
+  }
+
+  /** Requests being handled right now. */
+  get inFlight(): number {
+    return this.jobs.size;
+  }
+
+  /** Connects (waiting for Redis if needed), registers as live and starts serving. */
+  async start(): Promise<void> {
+    if (this.running || this.stopping) return;
+    this.running = true;
+    await Promise.all([this.ready(this.client), this.ready(this.blocking)]);
+    if (!this.running) return;
+    await this.streams.ensureGroup();
+    const live = await this.streams.heartbeat(this.workerId, this.leaseMs());
+    this.ticker = setInterval(() => void this.tick(), this.heartbeatMs);
+    this.claimer = setInterval(() => void this.claim(), Math.min(2000, Math.floor(this.claimIdleMs / 2)));
+    this.readLoop = this.read();
+    this.log.info(
+      { concurrency: this.concurrency, claim_idle_ms: this.claimIdleMs, live_workers: live },
+      'agent worker serving',
+    );
+  }
+
+  /**
+   * Graceful stop: no new requests; stops counting as live at once; in-flight handlers get up to
+   * the grace time to finish and their replies are written; then the connections close. Requests
+   * still unfinished stay pending and are taken over by another worker.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const wasRunning = this.running;
+    this.running = false;
+    clearInterval(this.claimer);
+    this.wakeReaders();
+    if (wasRunning) {
+      this.log.info({ in_flight: this.jobs.size }, 'agent worker stopping');
+      await this.streams.leave(this.workerId).catch((err: unknown) => {
+        this.log.warn({ err }, 'leaving the live-worker registry failed; the lease will lapse');
+      });
+      // The last read returns within its block time; what it brought is handled like the rest.
+      await this.readLoop;
+      const deadline = Date.now() + this.graceMs;
+      while (this.jobs.size > 0 && Date.now() < deadline) await sleep(20);
+      if (this.jobs.size > 0) this.log.warn({ in_flight: this.jobs.size }, 'grace time over; unfinished requests go to another worker');
+      await this.drainOutbox(deadline + 2000);
+      clearInterval(this.ticker);
+      await this.streams.removeConsumerIfIdle(this.workerId).catch(() => false);
+    }
+    clearInterval(this.ticker);
+    await Promise.all([quit(this.client), quit(this.blocking)]);
+    this.log.info({}, 'agent worker stopped');
+  }
+
+  // ---------------------------------------------------------------- taking requests
+
+  private async read(): Promise<void> {
+    while (this.running) {
+      const free = this.concurrency - this.jobs.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
+        continue;
+      }
+      let deliveries: Delivery[];
+      try {
+        deliveries = await this.streams.read(this.blocking, this.workerId, free, BLOCK_MS);
+        this.failures = 0;
+      } catch (err) {
+        if (!this.running) break;
+        await this.recover(err, 'reading requests failed');
+        continue;
+      }
+      for (const delivery of deliveries) this.begin(delivery);
+    }
+  }
+
+  /** Takes over requests another worker took and did not answer within the visibility timeout. */
+  private async claim(): Promise<void> {
+    if (!this.running || this.claiming) return;
+    const free = this.concurrency - this.jobs.size;
+    if (free <= 0) return;
+    this.claiming = true;
+    try {
+      const { cursor, deliveries } = await this.streams.claim(this.workerId, this.claimIdleMs, this.claimCursor, free);
+      this.claimCursor = cursor;
+      const fresh = deliveries.filter((d) => !this.jobs.has(d.entryId));
+      if (fresh.length > 0) this.log.warn({ count: fresh.length }, 'took over requests a dead or frozen worker left');
+      for (const delivery of fresh) this.begin(delivery);
+    } catch (err) {
+      if (isNoGroup(err)) await this.streams.ensureGroup().catch(() => undefined);
+      else this.log.debug({ err }, 'claiming abandoned requests failed; retrying later');
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  /** Liveness lease, renewal of the requests being worked on, housekeeping. */
+  private async tick(): Promise<void> {
+    const now = Date.now();
+    const renew: string[] = [];
+    for (const [entryId, job] of this.jobs) {
+      if (now - job.lastOutputAt > this.handlerIdleMs) this.abandon(entryId, job);
+      else renew.push(entryId);
+    }
+    try {
+      if (this.running) await this.streams.heartbeat(this.workerId, this.leaseMs());
+      await this.streams.renew(this.workerId, renew, Math.floor(this.heartbeatMs / 2));
+      if (this.running && now - this.lastPruneAt > 60_000) {
+        this.lastPruneAt = now;
+        const removed = await this.streams.pruneConsumers(10 * 60_000);
+        if (removed > 0) this.log.info({ removed }, 'forgot consumers of workers long gone');
+      }
+    } catch (err) {
+      if (isNoGroup(err)) await this.streams.ensureGroup().catch(() => undefined);
+      else this.log.warn({ err }, 'heartbeat failed; the lease lapses if this goes on');
+    }
+  }
+
+  // ---------------------------------------------------------------- handling
+
+  private begin(delivery: Delivery): void {
+    const { entryId, request } = delivery;
+    if (this.jobs.has(entryId)) return;
+    if (!request) {
+      this.log.warn({ entry_id: entryId }, 'dropping a stream entry that is not a request');
+      this.settle(entryId);
+      return;
+    }
+    const job: Job = { request, lastOutputAt: Date.now(), abandoned: false };
+    this.jobs.set(entryId, job);
+    void this.handle(entryId, job);
+  }
+
+  private async handle(entryId: string, job: Job): Promise<void> {
+    const { request } = job;
+    let seq = 0;
+    const parent = propagation.extract(ROOT_CONTEXT, request.trace ?? {});
+    const span = tracer.startSpan(
+      `agent ${request.agentType}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: { 'wsgw.agent_type': request.agentType, 'wsgw.request_id': request.requestId },
+      },
+      parent,
+    );
+    try {
+      await context.with(trace.setSpan(parent, span), () =>
+        runAgentHandler(this.options.handler, request, (output) => {
+          if (job.abandoned) return;
+          job.lastOutputAt = Date.now();
+          this.send({
+            ...output,
+            requestId: request.requestId,
+            connectionId: request.connectionId,
+            replicaId: request.replicaId,
+            seq: seq++,
+          });
+        }),
+      );
+    } catch (err) {
+      // No reply: the client gets agent_timeout. Not retried elsewhere, as it would fail again.
+      span.recordException(err as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      this.log.error({ err, request_id: request.requestId }, 'agent handler failed');
+    } finally {
+      span.end();
+      if (!job.abandoned) this.finish(entryId);
+    }
+  }
+
+  private abandon(entryId: string, job: Job): void {
+    job.abandoned = true;
+    this.log.error(
+      { request_id: job.request.requestId, silent_ms: Date.now() - job.lastOutputAt },
+      'agent handler hung; giving up on its request',
+    );
+    this.finish(entryId);
+  }
+
+  private finish(entryId: string): void {
+    this.jobs.delete(entryId);
+    this.settle(entryId);
+    this.wakeReaders();
+  }
+
+  private wakeReaders(): void {
+    const waiters = this.capacityWaiters;
+    this.capacityWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  // ---------------------------------------------------------------- writing back
+
+  private send(reply: OutgoingReply): void {
+    this.outbox.push(reply);
+    this.scheduleFlush();
+  }
+
+  private settle(entryId: string): void {
+    this.toSettle.push(entryId);
+    this.scheduleFlush();
+  }
+
+  /** Everything queued in one turn goes out together, after the turn. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flushing ??= this.flush().finally(() => {
+        this.flushing = undefined;
+        if (this.outbox.length > 0 || this.toSettle.length > 0) this.scheduleFlush();
+      });
+    });
+  }
+
+  /**
+   * Writes the queued replies, then acknowledges the queued entries. Taken in one step, every
+   * entry to settle has had all its replies queued before it, so none is acknowledged unanswered.
+   */
+  private async flush(): Promise<void> {
+    const replies = this.outbox.splice(0);
+    const settles = this.toSettle.splice(0);
+    try {
+      await this.streams.sendReplies(replies);
+    } catch (err) {
+      this.outbox.unshift(...replies);
+      this.toSettle.unshift(...settles);
+      await this.recover(err, 'writing replies failed');
+      return;
+    }
+    try {
+      await this.streams.settle(settles);
+    } catch (err) {
+      this.toSettle.unshift(...settles);
+      await this.recover(err, 'acknowledging requests failed');
+    }
+  }
+
+  private async drainOutbox(deadline: number): Promise<void> {
+    while ((this.outbox.length > 0 || this.toSettle.length > 0 || this.flushing) && Date.now() < deadline) {
+      if (this.flushing) await this.flushing;
+      else if (this.outbox.length > 0 || this.toSettle.length > 0) this.scheduleFlush();
+      await sleep(5);
+    }
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private leaseMs(): number {
+    return 3 * this.heartbeatMs;
+  }
+
+  /** One log line per burst of failures, a pause, and a fresh group if Redis lost it. */
+  private async recover(err: unknown, what: string): Promise<void> {
+    if (this.failures++ % 20 === 0) this.log.warn({ err, failures: this.failures }, `${what}; retrying`);
+    if (isNoGroup(err)) await this.streams.ensureGroup().catch(() => undefined);
+    await sleep(250);
+  }
+
+  private async ready(client: RedisClient): Promise<void> {
+    if (client.status === 'ready') return;
+    if (await connectRedis(client)) return;
+    this.log.warn({}, 'Redis is not reachable yet; waiting');
+    // The client keeps reconnecting by itself.
+    while (this.running && !isReady(client)) await sleep(200);
+  }
+}
+
+const tracer = trace.getTracer('@wsgw/agent-sdk');
+
+const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};
+
+/** Read through a function: TypeScript narrows `status` after the first check and forgets it changes. */
+function isReady(client: RedisClient): boolean {
+  return client.status === 'ready';
+}
+
+function isNoGroup(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOGROUP');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function quit(client: RedisClient): Promise<void> {
+  try {
+    if (client.status === 'ready') await client.quit();
+    else client.disconnect();
+  } catch {
+    client.disconnect();
+  }
+}

@@ -1,0 +1,92 @@
+import type { Config } from '@wsgw/config';
+import { builtinAgents, type AgentBus, type AgentHandler, type GatewayMetrics, type Logger } from '@wsgw/core';
+import { AgentWorker } from '@wsgw/agent-sdk';
+import { MemoryAgentBus } from '@wsgw/memory';
+import { createRedisClient, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
+
+/** The agents this process serves itself: WEBSOCKET_BUILTIN_AGENTS plus the embedder's own. */
+export function inProcessAgents(
+  config: Config,
+  extraAgents: Readonly<Record<string, AgentHandler>> = {},
+): Array<[string, AgentHandler]> {
+  const agents: Array<[string, AgentHandler]> = [];
+  for (const name of config.builtinAgents) {
+    const agent = builtinAgents[name];
+    if (agent) agents.push([name, agent]);
+  }
+  return [...agents, ...Object.entries(extraAgents)];
+}
+
+/** Embedded mode: requests go straight to handlers in this process. */
+export function memoryAgentBus(
+  config: Config,
+  log: Logger,
+  extraAgents?: Readonly<Record<string, AgentHandler>>,
+): MemoryAgentBus {
+  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, log);
+  for (const [name, agent] of inProcessAgents(config, extraAgents)) bus.register(name, agent);
+  return bus;
+}
+
+export interface RedisAgentsOptions {
+  client: RedisClient;
+  keys: RedisKeys;
+  metrics: GatewayMetrics;
+  extraAgents?: Readonly<Record<string, AgentHandler>> | undefined;
+}
+
+/**
+ * Redis mode (docs/AGENTS.md): the bus over Redis Streams, and an agent-sdk worker in this process
+ * for each built-in agent, so built-in agents take the same road as remote ones and any replica's
+ * worker may answer any replica's client.
+ */
+export function redisAgents(
+  config: Config,
+  log: Logger,
+  options: RedisAgentsOptions,
+): { bus: AgentBus; started: Promise<void>; close(): Promise<void> } {
+  const redis = config.redis;
+  if (!redis) throw new Error('redisAgents needs REDIS_URL');
+  const busLog = log.child({ component: 'agent-bus' });
+  const blocking = createRedisClient(redis.url, {
+    connectionName: `wsgw:${config.replicaId}:replies`,
+    commandTimeoutMs: 6000,
+  });
+  const bus = new RedisAgentBus(
+    options.client,
+    blocking,
+    { keys: options.keys, replicaId: config.replicaId, maxQueue: config.agentMaxQueue },
+    busLog,
+    options.metrics,
+  );
+  options.metrics.observeAgentQueues(() => bus.queueDepths());
+  bus.start();
+  const workers = inProcessAgents(config, options.extraAgents).map(
+    ([agentType, handler]) =>
+      new AgentWorker({
+        agentType,
+        handler,
+        redisUrl: redis.url,
+        keyPrefix: redis.keyPrefix,
+        workerId: `${config.replicaId}:${agentType}`,
+        shutdownGraceMs: 2000,
+        log: busLog,
+      }),
+  );
+  // Resolves once every built-in agent counts as live (or failed to start, which is logged).
+  const started = Promise.all(
+    workers.map((worker) =>
+      worker.start().catch((err: unknown) => {
+        busLog.error({ err, agent_type: worker.agentType }, 'built-in agent worker failed to start');
+      }),
+    ),
+  ).then(() => undefined);
+  return {
+    bus,
+    started,
+    close: async () => {
+      await bus.close();
+      await Promise.all(workers.map((w) => w.stop()));
+    },
+  };
+}
