@@ -24,17 +24,17 @@ const REDACT = [
   '*.authorization',
 ];
 
-const NO_TRACE = Object.freeze({});
 
 /**
  * Joins log lines to traces: inside an active, valid span a line carries `trace_id` and `span_id`
- * (OpenTelemetry's log data model names). Outside one it adds nothing and allocates nothing.
+ * (OpenTelemetry's log data model names). Outside one it adds nothing.
+ * (pino merges the log call's fields into the returned object, so it must be a fresh, extensible one.)
  */
 export function traceFields(): object {
   const span = trace.getActiveSpan();
-  if (!span) return NO_TRACE;
+  if (!span) return {};
   const ctx = span.spanContext();
-  if (!trace.isSpanContextValid(ctx)) return NO_TRACE;
+  if (!trace.isSpanContextValid(ctx)) return {};
   return { trace_id: ctx.traceId, span_id: ctx.spanId, trace_flags: ctx.traceFlags === 1 ? '01' : '00' };
 }
 
