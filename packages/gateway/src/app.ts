@@ -12,7 +12,7 @@ import {
 } from '@wsgw/core';
 import { UwsServer } from '@wsgw/transport-uws';
 import { createSessionValidator } from './sessions.js';
-import { embeddedStores, type Stores } from './stores.js';
+import { embeddedStores, redisStores, type Stores } from './stores.js';
 
 export interface GatewayHandle {
   readonly port: number;
@@ -34,9 +34,10 @@ export interface StartOptions {
 export async function startGateway(config: Config, options: StartOptions): Promise<GatewayHandle> {
   const { log } = options;
   const metrics = options.metrics ?? noopMetrics;
-  if (config.redis) throw new Error('REDIS_URL is set but this build serves embedded mode only');
-  const stores: Stores = embeddedStores(config, log, options.agents);
-  const sessions = createSessionValidator(config, undefined);
+  const stores: Stores = config.redis
+    ? redisStores(config, log, { metrics, extraAgents: options.agents })
+    : embeddedStores(config, log, options.agents);
+  const sessions = createSessionValidator(config, stores.redisGet);
 
   const hub = new ConnectionHub(
     {

@@ -4,11 +4,25 @@ import {
   type AgentBus,
   type AgentHandler,
   type ConnectionLeases,
+  type GatewayMetrics,
   type Logger,
   type MessageRateLimiter,
   type UpgradeThrottle,
 } from '@wsgw/core';
 import { MemoryAgentBus, MemoryConnectionLeases, MemoryRateLimiter, MemoryUpgradeThrottle } from '@wsgw/memory';
+import {
+  connectRedis,
+  createRedisClient,
+  FailoverConnectionLeases,
+  FailoverRateLimiter,
+  isClusterUrl,
+  RedisConnectionLeases,
+  RedisHealth,
+  redisKeys,
+  RedisRateLimiter,
+  RedisUpgradeThrottle,
+  type RedisClient,
+} from '@wsgw/redis';
 
 /** The shared-state ports, chosen by mode: in-process (embedded) or Redis. */
 export interface Stores {
@@ -20,6 +34,8 @@ export interface Stores {
   unavailable: () => boolean;
   /** Resolves once the first attempt to reach shared state has finished. */
   ready: Promise<void>;
+  /** Redis mode: the GET the `redis` session validator reads sessions with. */
+  redisGet?: (key: string) => Promise<string | null>;
   close(): Promise<void>;
 }
 
@@ -60,4 +76,96 @@ export function embeddedStores(
 export function upgradeThrottle(config: Config): UpgradeThrottle | undefined {
   const failures = config.limits.sessionFailuresPerMinute;
   return failures > 0 ? new MemoryUpgradeThrottle({ failures, windowSeconds: 60 }) : undefined;
+}
+
+export interface RedisStoresOptions {
+  metrics: GatewayMetrics;
+  extraAgents?: Readonly<Record<string, AgentHandler>>;
+}
+
+/**
+ * Redis mode (docs/REDIS.md): connection slots and message windows shared by every replica,
+ * each behind the failure mode of WEBSOCKET_LIMITS_FAILURE_MODE with its memory twin as the
+ * per-replica fallback. `ready` resolves once the first connection attempt has finished.
+ */
+export function redisStores(config: Config, log: Logger, options: RedisStoresOptions): Stores {
+  const redis = config.redis;
+  if (!redis) throw new Error('redisStores needs REDIS_URL');
+  const { metrics } = options;
+  const limitsLog = log.child({ component: 'limits' });
+  const client: RedisClient = createRedisClient(redis.url, { connectionName: `wsgw:${config.replicaId}` });
+  // On Redis Cluster the message windows spread over 16 hash tags (one script call per tag per turn).
+  const keys = redisKeys(redis.keyPrefix, { rateShards: isClusterUrl(redis.url) ? 16 : 1 });
+  const health = new RedisHealth(client, limitsLog);
+  const mode = config.limits.failureMode;
+  const limits = {
+    maxPerUser: config.limits.maxConnectionsPerUser,
+    maxGlobal: config.limits.maxGlobalConnections,
+  };
+  const windows = { perSecond: config.limits.maxMessagesPerSecond, perMinute: config.limits.maxMessagesPerMinute };
+
+  const redisLeases = new RedisConnectionLeases(client, health, limitsLog, {
+    keys,
+    ...limits,
+    leaseMs: config.leaseSeconds * 1000,
+  });
+  const leases = new FailoverConnectionLeases(
+    redisLeases,
+    new MemoryConnectionLeases(limits),
+    health,
+    mode,
+    metrics,
+    limitsLog,
+  );
+  const rates = new FailoverRateLimiter(
+    new RedisRateLimiter(client, health, { keys, ...windows }),
+    new MemoryRateLimiter(windows),
+    health,
+    mode,
+    metrics,
+  );
+  const failures = config.limits.sessionFailuresPerMinute;
+  const throttle =
+    failures > 0 ? new RedisUpgradeThrottle(client, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
+  const bus = memoryAgentBus(config, log, options.extraAgents);
+
+  const ready = connectRedis(client).then((connected) => {
+    if (!connected) health.startDown();
+    else log.info({ cluster: isClusterUrl(redis.url) }, 'connected to redis');
+  });
+  return {
+    leases,
+    rates,
+    bus,
+    throttle,
+    unavailable: () => mode === 'closed' && health.isDown(),
+    ready,
+    redisGet: (key) => client.get(key),
+    close: async () => {
+      await bus.close();
+      await rates.close();
+      await leases.close();
+      health.close();
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
+    },
+  };
+}
+
+/** The in-process agent bus with the built-in and extra agents registered. */
+function memoryAgentBus(
+  config: Config,
+  log: Logger,
+  extraAgents: Readonly<Record<string, AgentHandler>> = {},
+): MemoryAgentBus {
+  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, log);
+  for (const name of config.builtinAgents) {
+    const agent = builtinAgents[name];
+    if (agent) bus.register(name, agent);
+  }
+  for (const [name, agent] of Object.entries(extraAgents)) bus.register(name, agent);
+  return bus;
 }

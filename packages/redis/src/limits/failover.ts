@@ -1,0 +1,113 @@
+import type { ConnectionLeases, GatewayMetrics, Logger, MessageRateLimiter, RateDecision, SlotDecision } from '@wsgw/core';
+import type { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
+import type { RedisHealth } from './health.js';
+import type { RedisConnectionLeases } from './leases.js';
+import type { RedisRateLimiter } from './rate.js';
+
+/** WEBSOCKET_LIMITS_FAILURE_MODE: what limits do while Redis does not answer. */
+export type FailureMode = 'local' | 'closed';
+
+/** Thrown for a message while Redis is unreachable in `closed` mode (the client gets `unavailable`). */
+export class LimitsUnavailableError extends Error {
+  override readonly name = 'LimitsUnavailableError';
+}
+
+/**
+ * Connection slots in Redis, with the failure mode applied: while Redis is down (or a call to it
+ * fails) `local` decides with the same limits in this replica's memory and keeps the slot for
+ * the restore; `closed` refuses. The memory twin mirrors every slot this replica holds, so its
+ * per-replica counts are right the moment Redis goes away.
+ */
+export class FailoverConnectionLeases implements ConnectionLeases {
+  constructor(
+    private readonly redis: RedisConnectionLeases,
+    private readonly local: MemoryConnectionLeases,
+    private readonly health: RedisHealth,
+    private readonly mode: FailureMode,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
+    if (!this.health.isDown()) {
+      try {
+        const decision = await this.redis.acquire(connectionId, userId);
+        // Redis granted within the shared limits; the mirror only counts it.
+        if (decision.granted) this.local.acquireNow(connectionId, userId);
+        return decision;
+      } catch (err) {
+        this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
+      }
+    }
+    return this.fallback(connectionId, userId);
+  }
+
+  private fallback(connectionId: string, userId: string): SlotDecision {
+    if (this.mode === 'closed') {
+      this.metrics.fallbackDecision('leases', 'refused');
+      return { granted: false, reason: 'unavailable', retryAfterMs: 1000 };
+    }
+    const decision = this.local.acquireNow(connectionId, userId);
+    this.metrics.fallbackDecision('leases', decision.granted ? 'local_allowed' : 'local_denied');
+    if (decision.granted) this.redis.adopt(connectionId, userId);
+    return decision;
+  }
+
+  async release(connectionId: string, userId: string): Promise<void> {
+    this.local.releaseNow(connectionId);
+    await this.redis.release(connectionId, userId);
+  }
+
+  onLost(handler: (connectionIds: string[]) => void): void {
+    this.redis.onLost((ids) => {
+      for (const id of ids) this.local.releaseNow(id);
+      handler(ids);
+    });
+  }
+
+  async releaseAll(): Promise<void> {
+    await this.local.releaseAll();
+    await this.redis.releaseAll();
+  }
+
+  async close(): Promise<void> {
+    await this.redis.close();
+    await this.local.close();
+  }
+}
+
+/**
+ * Message windows in Redis, with the failure mode applied: `local` decides with the same limits
+ * per replica in memory, `closed` fails the decision (the client gets `unavailable`).
+ */
+export class FailoverRateLimiter implements MessageRateLimiter {
+  constructor(
+    private readonly redis: RedisRateLimiter,
+    private readonly local: MemoryRateLimiter,
+    private readonly health: RedisHealth,
+    private readonly mode: FailureMode,
+    private readonly metrics: GatewayMetrics,
+  ) {}
+
+  async consume(userId: string): Promise<RateDecision> {
+    if (!this.health.isDown()) {
+      try {
+        return await this.redis.consume(userId);
+      } catch {
+        // Reported to health by the limiter; decide without Redis below.
+      }
+    }
+    if (this.mode === 'closed') {
+      this.metrics.fallbackDecision('rates', 'refused');
+      throw new LimitsUnavailableError('message limits unavailable: redis does not answer');
+    }
+    const decision = this.local.decide(userId);
+    this.metrics.fallbackDecision('rates', decision.allowed ? 'local_allowed' : 'local_denied');
+    return decision;
+  }
+
+  async close(): Promise<void> {
+    await this.redis.close();
+    await this.local.close();
+  }
+}

@@ -1,0 +1,105 @@
+import type { Logger } from '@wsgw/core';
+import type { RedisClient } from '../client.js';
+
+export type HealthState = 'up' | 'down';
+
+export interface RedisHealthOptions {
+  /** How often a PING checks whether Redis answers again while it is down. */
+  probeIntervalMs?: number;
+}
+
+/**
+ * Whether the limits' Redis answers, as one shared verdict for every store of a replica. A failed
+ * command or a dropped link turns it `down` at once, so later decisions skip Redis (and its
+ * timeout) until a probe PING answers; recovery hooks (re-registering held slots) run before it
+ * turns `up` again, so shared limits only apply once Redis knows every open socket.
+ */
+export class RedisHealth {
+  private current: HealthState = 'up';
+  private probe: NodeJS.Timeout | undefined;
+  private probing = false;
+  private closed = false;
+  private readonly recoverHooks: Array<() => Promise<void>> = [];
+  private readonly downHooks: Array<() => void> = [];
+  private readonly probeIntervalMs: number;
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly log: Logger,
+    options: RedisHealthOptions = {},
+  ) {
+    this.probeIntervalMs = options.probeIntervalMs ?? 500;
+    client.on('close', () => this.failed(new Error('connection to Redis closed')));
+    // ioredis reports errors here too; without a listener Node would treat them as unhandled.
+    client.on('error', (err: Error) => this.log.debug({ err: { message: err.message } }, 'redis client error'));
+    client.on('ready', () => this.probeSoon(0));
+  }
+
+  get state(): HealthState {
+    return this.current;
+  }
+
+  isDown(): boolean {
+    return this.current === 'down';
+  }
+
+  /** Runs once each time Redis answers after being down, before the state turns `up`. */
+  onRecover(hook: () => Promise<void>): void {
+    this.recoverHooks.push(hook);
+  }
+
+  onDown(hook: () => void): void {
+    this.downHooks.push(hook);
+  }
+
+  /** The first connection attempt failed or succeeded: start in the matching state. */
+  startDown(): void {
+    this.failed(new Error('first connection to Redis failed'));
+  }
+
+  /** A command failed: Redis is unreachable, paused or not ready. */
+  failed(err: unknown): void {
+    if (this.closed) return;
+    if (this.current === 'up') {
+      this.current = 'down';
+      this.log.warn({ err: { message: (err as Error)?.message } }, 'redis unreachable: limits fall back per WEBSOCKET_LIMITS_FAILURE_MODE');
+      for (const hook of this.downHooks) hook();
+    }
+    this.probeSoon(this.probeIntervalMs);
+  }
+
+  private probeSoon(delayMs: number): void {
+    if (this.closed || this.current === 'up' || this.probing) return;
+    if (this.probe) {
+      if (delayMs > 0) return;
+      clearTimeout(this.probe);
+    }
+    this.probe = setTimeout(() => {
+      this.probe = undefined;
+      void this.runProbe();
+    }, delayMs);
+    this.probe.unref();
+  }
+
+  private async runProbe(): Promise<void> {
+    this.probing = true;
+    try {
+      await this.client.ping();
+      for (const hook of this.recoverHooks) await hook();
+      if (this.closed) return;
+      this.current = 'up';
+      this.log.info({}, 'redis answers again: shared limits apply');
+    } catch {
+      // Still down; try again later.
+    } finally {
+      this.probing = false;
+    }
+    if (this.current === 'down') this.probeSoon(this.probeIntervalMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.probe) clearTimeout(this.probe);
+    this.probe = undefined;
+  }
+}

@@ -1,0 +1,236 @@
+import { performance } from 'node:perf_hooks';
+import type { ConnectionLeases, Logger, SlotDecision } from '@wsgw/core';
+import type { RedisClient } from '../client.js';
+import type { RedisKeys } from '../keys.js';
+import type { RedisHealth } from './health.js';
+import { defineLimitScripts } from './scripts.js';
+
+export interface RedisLeasesOptions {
+  keys: RedisKeys;
+  maxPerUser: number;
+  maxGlobal: number;
+  leaseMs: number;
+  /** Entries per heartbeat script call. */
+  batchSize?: number;
+}
+
+/** Retry-After for a full limit: when a slot frees is unknown, a socket may close any moment. */
+const LIMIT_RETRY_MS = 1000;
+
+/**
+ * Connection slots as leases in Redis (docs/REDIS.md): a slot is a member of two sorted sets
+ * (all slots, the user's slots) scored by its expiry in Redis TIME. `slots_acquire` reaps expired
+ * members, checks both limits and takes the slot in one step, keyed by connection id. This
+ * replica renews what it holds every third of a lease, so a crashed replica's slots run out by
+ * themselves; a renewal that finds a slot gone (it was paused past its lease and the slot was
+ * reaped) reports the connection as lost.
+ *
+ * Errors are thrown to the caller (the failover wrapper decides what a failure means) and
+ * reported to `health`.
+ */
+export class RedisConnectionLeases implements ConnectionLeases {
+  private readonly held = new Map<string, string>();
+  /** Releases that could not reach Redis; retried by the next sync. */
+  private readonly unreleased = new Map<string, string>();
+  private readonly lostHandlers: Array<(ids: string[]) => void> = [];
+  private readonly intervalMs: number;
+  private readonly batchSize: number;
+  private timer: NodeJS.Timeout | undefined;
+  private expectedAt = 0;
+  /** This process stopped running long enough that its leases may have run out (SIGSTOP, stall). */
+  private stalled = false;
+  /** Redis was unreachable since the last sync: it may have lost our slots, put them back. */
+  private mustRestore = false;
+  private syncing: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly health: RedisHealth,
+    private readonly log: Logger,
+    private readonly options: RedisLeasesOptions,
+  ) {
+    defineLimitScripts(client);
+    this.intervalMs = Math.max(100, Math.floor(options.leaseMs / 3));
+    this.batchSize = options.batchSize ?? 500;
+    health.onDown(() => {
+      this.mustRestore = true;
+    });
+    health.onRecover(() => this.sync());
+    this.schedule();
+  }
+
+  /** Connections this replica holds (granted by Redis or adopted during an outage). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
+    const { keys } = this.options;
+    let code: number;
+    try {
+      code = await this.client.wsgwSlotsAcquire(
+        keys.slotsAll(),
+        keys.slotsOfUser(userId),
+        connectionId,
+        this.options.leaseMs,
+        this.options.maxPerUser,
+        this.options.maxGlobal,
+      );
+    } catch (err) {
+      this.health.failed(err);
+      throw err;
+    }
+    if (code === 0) {
+      this.held.set(connectionId, userId);
+      return { granted: true };
+    }
+    return {
+      granted: false,
+      reason: code === 1 ? 'global_connection_limit' : 'user_connection_limit',
+      retryAfterMs: LIMIT_RETRY_MS,
+    };
+  }
+
+  /** Holds a slot granted while Redis was unreachable; the next restore registers it. */
+  adopt(connectionId: string, userId: string): void {
+    this.held.set(connectionId, userId);
+  }
+
+  async release(connectionId: string, userId: string): Promise<void> {
+    this.held.delete(connectionId);
+    if (this.health.isDown()) {
+      this.unreleased.set(connectionId, userId);
+      return;
+    }
+    const { keys } = this.options;
+    try {
+      await this.client.wsgwSlotsRelease(keys.slotsAll(), keys.slotsOfUser(userId), connectionId);
+    } catch (err) {
+      this.unreleased.set(connectionId, userId);
+      this.health.failed(err);
+    }
+  }
+
+  onLost(handler: (connectionIds: string[]) => void): void {
+    this.lostHandlers.push(handler);
+  }
+
+  async releaseAll(): Promise<void> {
+    const entries = [...this.held];
+    this.held.clear();
+    for (const [id, userId] of entries) this.unreleased.set(id, userId);
+    try {
+      await this.flushReleases();
+    } catch (err) {
+      this.log.warn({ err, left: this.unreleased.size }, 'could not release every slot; their leases will expire');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.syncing;
+  }
+
+  /** Renews (or after an outage re-registers) every held slot now; one at a time. */
+  sync(): Promise<void> {
+    this.syncing ??= this.runSync().finally(() => {
+      this.syncing = undefined;
+    });
+    return this.syncing;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.expectedAt = performance.now() + this.intervalMs;
+    this.timer = setTimeout(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    // A timer that fires far too late means this process did not run (SIGSTOP, VM pause): its
+    // leases may have run out meanwhile, so the next sync must report lost slots, not restore them.
+    const lateness = performance.now() - this.expectedAt;
+    if (lateness > this.options.leaseMs / 2) {
+      this.stalled = true;
+      this.log.warn({ late_ms: Math.round(lateness) }, 'process was not running for a while; checking its leases');
+    }
+    if (this.health.isDown() && !this.stalled) {
+      // The health probe syncs as soon as Redis answers.
+      this.schedule();
+      return;
+    }
+    this.sync()
+      .catch(() => {
+        // Reported to health by runSync; the next tick tries again.
+      })
+      .finally(() => this.schedule());
+  }
+
+  private async runSync(): Promise<void> {
+    try {
+      if (this.stalled) {
+        await this.refresh();
+        this.stalled = false;
+      }
+      await this.flushReleases();
+      if (this.mustRestore) {
+        await this.restore();
+        this.mustRestore = false;
+      } else {
+        await this.refresh();
+      }
+    } catch (err) {
+      this.health.failed(err);
+      throw err;
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    const lost: string[] = [];
+    for (const batch of this.batches()) {
+      const ids = await this.client.wsgwSlotsRefresh(...this.batchArgs(batch));
+      for (const id of ids) {
+        // Released while the call was out: not lost, just gone.
+        if (this.held.delete(id)) lost.push(id);
+      }
+    }
+    if (lost.length > 0) {
+      this.log.warn({ lost: lost.length }, 'connection slots were taken over while this replica was away');
+      for (const handler of this.lostHandlers) handler(lost);
+    }
+  }
+
+  private async restore(): Promise<void> {
+    let missing = 0;
+    for (const batch of this.batches()) {
+      missing += await this.client.wsgwSlotsRestore(...this.batchArgs(batch));
+    }
+    this.log.info({ held: this.held.size, missing }, 'connection slots re-registered in redis');
+  }
+
+  private async flushReleases(): Promise<void> {
+    const { keys } = this.options;
+    const entries = [...this.unreleased];
+    await Promise.all(
+      entries.map(async ([id, userId]) => {
+        await this.client.wsgwSlotsRelease(keys.slotsAll(), keys.slotsOfUser(userId), id);
+        this.unreleased.delete(id);
+      }),
+    );
+  }
+
+  private *batches(): Generator<Array<[string, string]>> {
+    const entries = [...this.held];
+    for (let i = 0; i < entries.length; i += this.batchSize) yield entries.slice(i, i + this.batchSize);
+  }
+
+  private batchArgs(batch: Array<[string, string]>): [number, ...Array<string | number>] {
+    const { keys } = this.options;
+    const userKeys = batch.map(([, userId]) => keys.slotsOfUser(userId));
+    const ids = batch.map(([id]) => id);
+    return [1 + batch.length, keys.slotsAll(), ...userKeys, this.options.leaseMs, ...ids];
+  }
+}

@@ -1,0 +1,151 @@
+import { performance } from 'node:perf_hooks';
+import type { MessageRateLimiter, RateDecision } from '@wsgw/core';
+import type { RedisClient } from '../client.js';
+import type { RedisKeys } from '../keys.js';
+import type { RedisHealth } from './health.js';
+import { defineLimitScripts } from './scripts.js';
+
+export interface RedisRateOptions {
+  keys: RedisKeys;
+  perSecond: number;
+  perMinute: number;
+  /** Decisions per script call at most; more wait for the next call. */
+  maxBatch?: number;
+}
+
+interface Pending {
+  userId: string;
+  resolve: (decision: RateDecision) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Shard {
+  index: number;
+  queue: Pending[];
+  busy: boolean;
+}
+
+/** Counters a test or benchmark can read: script calls versus decisions. */
+export interface RateLimiterStats {
+  calls: number;
+  decisions: number;
+  localDenials: number;
+}
+
+/**
+ * Exact per-user 1 s and 60 s windows shared by every replica (src/lua/rate_consume.lua),
+ * decided in batches: the decisions asked for during one event-loop turn go to Redis in one
+ * script call, which applies them in order, atomically; while a call is out, new decisions wait
+ * and go together in the next one. Under load that is one round trip for many messages; alone,
+ * a message waits for one round trip.
+ *
+ * A user who was denied is denied here, with no Redis call, until the retry time the script
+ * gave: denials change nothing in Redis and other replicas can only fill the window further, so
+ * this local answer is the one Redis would give.
+ */
+export class RedisRateLimiter implements MessageRateLimiter {
+  private readonly shards: Shard[];
+  /** userId -> performance.now() until which the user is over a limit. */
+  private readonly blockedUntil = new Map<string, number>();
+  private readonly maxBatch: number;
+  private scheduled = false;
+  private readonly sweeper: NodeJS.Timeout;
+  readonly stats: RateLimiterStats = { calls: 0, decisions: 0, localDenials: 0 };
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly health: RedisHealth,
+    private readonly options: RedisRateOptions,
+  ) {
+    defineLimitScripts(client);
+    this.maxBatch = options.maxBatch ?? 2000;
+    this.shards = Array.from({ length: options.keys.rateShards }, (_, index) => ({ index, queue: [], busy: false }));
+    this.sweeper = setInterval(() => this.forgetExpiredBlocks(), 10_000);
+    this.sweeper.unref();
+  }
+
+  consume(userId: string): Promise<RateDecision> {
+    const until = this.blockedUntil.get(userId);
+    if (until !== undefined) {
+      const left = until - performance.now();
+      if (left > 0) {
+        this.stats.localDenials++;
+        return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(left) });
+      }
+      this.blockedUntil.delete(userId);
+    }
+    return new Promise((resolve, reject) => {
+      const shard = this.shards[this.options.keys.rateShardOf(userId)] as Shard;
+      shard.queue.push({ userId, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // After the I/O callbacks of this turn: every message read in it joins the batch.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Decisions waiting for a script call, in every shard. */
+  get queued(): number {
+    return this.shards.reduce((n, s) => n + s.queue.length, 0);
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    for (const shard of this.shards) {
+      if (!shard.busy && shard.queue.length > 0) void this.send(shard);
+    }
+  }
+
+  private async send(shard: Shard): Promise<void> {
+    shard.busy = true;
+    const batch = shard.queue.splice(0, this.maxBatch);
+    const { keys, perSecond, perMinute } = this.options;
+    const keyIndex = new Map<string, number>();
+    const userKeys: string[] = [];
+    const order: number[] = [];
+    for (const p of batch) {
+      let k = keyIndex.get(p.userId);
+      if (k === undefined) {
+        userKeys.push(keys.rateLog(shard.index, p.userId));
+        k = userKeys.length;
+        keyIndex.set(p.userId, k);
+      }
+      order.push(k);
+    }
+    const sentAt = performance.now();
+    this.stats.calls++;
+    this.stats.decisions += batch.length;
+    try {
+      const results = await this.client.wsgwRateConsume(userKeys.length, ...userKeys, perSecond, perMinute, ...order);
+      batch.forEach((p, i) => {
+        const wait = Number(results[i] ?? 0);
+        if (wait <= 0) {
+          p.resolve({ allowed: true });
+          return;
+        }
+        // Measured from when the call left: never later than the window really frees.
+        const until = sentAt + wait;
+        if ((this.blockedUntil.get(p.userId) ?? 0) < until) this.blockedUntil.set(p.userId, until);
+        p.resolve({ allowed: false, retryAfterMs: wait });
+      });
+    } catch (err) {
+      this.health.failed(err);
+      // Redis is down: what waits behind this call would only wait for the same timeout.
+      for (const p of batch.concat(shard.queue.splice(0))) p.reject(err);
+    } finally {
+      shard.busy = false;
+    }
+    // What queued up while the call was out goes now, as one call.
+    if (shard.queue.length > 0) void this.send(shard);
+  }
+
+  private forgetExpiredBlocks(): void {
+    const now = performance.now();
+    for (const [userId, until] of this.blockedUntil) if (until <= now) this.blockedUntil.delete(userId);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+}

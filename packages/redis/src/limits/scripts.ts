@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import type { Result } from 'ioredis';
+import type { RedisClient } from '../client.js';
+
+/** The limits' Lua scripts (src/lua/slots_*.lua, rate_*.lua), registered once per client. */
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** See src/lua/slots_acquire.lua: 0 granted, 1 global limit, 2 user limit. */
+    wsgwSlotsAcquire(
+      all: string,
+      user: string,
+      connectionId: string,
+      leaseMs: number,
+      maxPerUser: number,
+      maxGlobal: number,
+    ): Result<number, Context>;
+    /** See src/lua/slots_release.lua. */
+    wsgwSlotsRelease(all: string, user: string, connectionId: string): Result<number, Context>;
+    /** See src/lua/slots_refresh.lua: `numKeys` keys, then lease ms and one connection id per user key. */
+    wsgwSlotsRefresh(numKeys: number, ...keysThenArgs: Array<string | number>): Result<string[], Context>;
+    /** See src/lua/slots_restore.lua: same shape as refresh; returns how many were missing. */
+    wsgwSlotsRestore(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number, Context>;
+    /** See src/lua/rate_consume.lua: `numKeys` user keys, then limits and one key index per decision. */
+    wsgwRateConsume(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number[], Context>;
+  }
+}
+
+// src/limits -> src/lua from sources, dist/limits -> dist/lua when built (scripts/copy-lua.mjs).
+const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8');
+
+const defined = new WeakSet<object>();
+
+export function defineLimitScripts(client: RedisClient): void {
+  if (defined.has(client)) return;
+  defined.add(client);
+  client.defineCommand('wsgwSlotsAcquire', { numberOfKeys: 2, lua: lua('slots_acquire') });
+  client.defineCommand('wsgwSlotsRelease', { numberOfKeys: 2, lua: lua('slots_release') });
+  // Batches: the caller passes the key count first (one key per entry, all in one hash tag).
+  client.defineCommand('wsgwSlotsRefresh', { lua: lua('slots_refresh') });
+  client.defineCommand('wsgwSlotsRestore', { lua: lua('slots_restore') });
+  client.defineCommand('wsgwRateConsume', { lua: lua('rate_consume') });
+}

@@ -1,0 +1,167 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { registerChild } from './redis.js';
+
+/** Built entry point: tests that spawn replicas need `npm run build` first. */
+export const GATEWAY_MAIN = fileURLToPath(new URL('../../gateway/dist/main.js', import.meta.url));
+
+export interface GatewayProcess {
+  readonly pid: number;
+  readonly port: number;
+  /** `ws://127.0.0.1:{port}/api/ws/agent?session_token=...` */
+  wsUrl(token: string, path?: string): string;
+  httpUrl(path: string): string;
+  /** stdout so far, parsed as pino JSON lines (others skipped). */
+  logs(): Array<Record<string, unknown>>;
+  stderr(): string;
+  /** Resolves when a log line matching `match` has been written. */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends a signal by PID (SIGTERM, SIGKILL, SIGSTOP, SIGCONT). */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with how the process ended. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit. */
+  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface SpawnGatewayOptions {
+  /** Command words put before `node`, e.g. ['faketime', '-f', '+30s']. */
+  wrapper?: string[];
+  /** Extra environment for the wrapper (LD_PRELOAD tuning...). */
+  wrapperEnv?: Record<string, string>;
+  /** Wait for /readyz 200 (default) or only for listening. */
+  waitReady?: boolean;
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Starts `node packages/gateway/dist/main.js` as a real process on a free port with `env`
+ * (on top of a small test default), and waits until it listens and /readyz answers 200.
+ */
+export async function spawnGateway(env: Record<string, string>, options: SpawnGatewayOptions = {}): Promise<GatewayProcess> {
+  const fullEnv: Record<string, string> = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: process.env['HOME'] ?? '/tmp',
+    ENVIRONMENT: 'development',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    OTEL_SDK_DISABLED: 'true',
+    SHUTDOWN_DRAIN_SECONDS: '1',
+    ...options.wrapperEnv,
+    ...env,
+  };
+  const argv = [...(options.wrapper ?? []), process.execPath, GATEWAY_MAIN];
+  const child: ChildProcess = spawn(argv[0] as string, argv.slice(1), { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  registerChild(child);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not spawn the gateway');
+
+  let stdout = '';
+  let stderr = '';
+  const lines: Array<Record<string, unknown>> = [];
+  const watchers: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    let nl: number;
+    while ((nl = stdout.indexOf('\n')) >= 0) {
+      const text = stdout.slice(0, nl);
+      stdout = stdout.slice(nl + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      lines.push(line);
+      for (const w of [...watchers]) {
+        if (w.match(line)) {
+          watchers.splice(watchers.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
+    const seen = lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        watchers.splice(watchers.indexOf(entry), 1);
+        reject(new Error(`gateway ${pid}: no matching log line within ${timeoutMs} ms; stderr: ${stderr.slice(-500)}`));
+      }, timeoutMs);
+      const entry = {
+        match,
+        resolve: (l: Record<string, unknown>) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      };
+      watchers.push(entry);
+      void exited.then(() => {
+        if (watchers.includes(entry)) {
+          clearTimeout(timer);
+          watchers.splice(watchers.indexOf(entry), 1);
+          reject(new Error(`gateway ${pid} exited; stderr: ${stderr.slice(-800)}`));
+        }
+      });
+    });
+  };
+
+  const listening = await waitForLog((l) => l['msg'] === 'gateway listening', options.readyTimeoutMs ?? 15_000);
+  const port = Number(listening['port']);
+  const handle: GatewayProcess = {
+    pid,
+    port,
+    wsUrl: (token, path = '/api/ws') => `ws://127.0.0.1:${port}${path}/agent?session_token=${encodeURIComponent(token)}`,
+    httpUrl: (path) => `http://127.0.0.1:${port}${path}`,
+    logs: () => lines,
+    stderr: () => stderr,
+    waitForLog,
+    signal: (sig) => {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // already gone
+      }
+    },
+    exited,
+    stop: async (graceMs = 10_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      handle.signal('SIGCONT');
+      handle.signal('SIGTERM');
+      const timer = setTimeout(() => handle.signal('SIGKILL'), graceMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return result;
+    },
+  };
+  if (options.waitReady !== false) await waitReady(handle, options.readyTimeoutMs ?? 15_000);
+  return handle;
+}
+
+/** Polls /readyz until it answers 200. */
+export async function waitReady(gateway: Pick<GatewayProcess, 'httpUrl'>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await readyStatus(gateway)) === 200) return;
+    if (Date.now() > deadline) throw new Error(`gateway not ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The /readyz status, or 0 when nothing answers within a second. */
+export async function readyStatus(gateway: Pick<GatewayProcess, 'httpUrl'>): Promise<number> {
+  try {
+    const res = await fetch(gateway.httpUrl('/readyz'), { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,246 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+/** A Redis for tests, however it was found. */
+export interface TestRedis {
+  url: string;
+  /** `env`: REDIS_URL given; `local`: a redis-server we started; `container`: testcontainers. */
+  kind: 'env' | 'local' | 'container';
+  /** A plain client for assertions and set-up (not the gateway's). */
+  admin(): Redis;
+  stop(): Promise<void>;
+}
+
+const HOW_TO_GET_REDIS =
+  'No Redis for the tests: set REDIS_URL, put redis-server (7.x) on PATH (apt-get install redis-server), or run a Docker engine for testcontainers';
+
+/** A key prefix no other test uses: every test's keys are its own. */
+export function uniquePrefix(name = 't'): string {
+  return `test:${name}:${randomBytes(4).toString('hex')}:`;
+}
+
+/** A TCP port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function hasRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * The Redis the integration tests use, in this order: REDIS_URL; else a `redis-server` from PATH
+ * on a free port (stopped by `stop`); else a testcontainers Redis when a Docker engine answers;
+ * else an error that says how to get one.
+ */
+export async function findRedis(): Promise<TestRedis> {
+  const fromEnv = process.env['REDIS_URL'];
+  if (fromEnv) {
+    const clients: Redis[] = [];
+    return {
+      url: fromEnv,
+      kind: 'env',
+      admin: () => track(clients, new Redis(fromEnv)),
+      stop: async () => closeAll(clients),
+    };
+  }
+  if (hasRedisServer()) {
+    const server = await startRedisServer();
+    return { url: server.url, kind: 'local', admin: () => server.admin(), stop: () => server.stop() };
+  }
+  const container = await startRedisContainer();
+  if (container) return container;
+  throw new Error(HOW_TO_GET_REDIS);
+}
+
+/** A redis-server process of our own, which tests may stop, pause or restart. */
+export interface RedisServerProcess {
+  url: string;
+  port: number;
+  readonly pid: number;
+  admin(): Redis;
+  /** Stops the server (SIGKILL: nothing saved) and keeps the port for `restart`. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startRedisServer(options: { port?: number; args?: string[] } = {}): Promise<RedisServerProcess> {
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'wsgw-redis-'));
+  const clients: Redis[] = [];
+  let child: ChildProcess | undefined;
+
+  const launch = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])],
+      { stdio: 'ignore' },
+    );
+    registerChild(child);
+    await waitForPing(port);
+  };
+  await launch();
+
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((resolve) => c.once('exit', resolve));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return child?.pid ?? -1;
+    },
+    admin: () => track(clients, new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })),
+    kill,
+    restart: launch,
+    stop: async () => {
+      await closeAll(clients);
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A local Redis Cluster: three masters started from redis-server, no replicas. */
+export interface RedisClusterProcess {
+  /** REDIS_URL naming the cluster (docs/REDIS.md: `?cluster=1&nodes=...`). */
+  url: string;
+  ports: number[];
+  /** A client to one master (for INFO etc.). */
+  nodeAdmin(port: number): Redis;
+  stop(): Promise<void>;
+}
+
+export async function startRedisCluster(masters = 3): Promise<RedisClusterProcess> {
+  const servers: RedisServerProcess[] = [];
+  for (let i = 0; i < masters; i++) {
+    // nodes.conf lands in the server's own temporary --dir.
+    servers.push(
+      await startRedisServer({
+        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'],
+      }),
+    );
+  }
+  const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
+    encoding: 'utf8',
+  });
+  if (created.status !== 0) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
+  }
+  // Every node must agree the cluster is up before a client sees a consistent slot map.
+  for (const server of servers) {
+    const admin = server.admin();
+    const deadline = Date.now() + 15_000;
+    while (!(await admin.cluster('INFO')).includes('cluster_state:ok')) {
+      if (Date.now() > deadline) throw new Error('local redis cluster did not reach cluster_state:ok');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const [first, ...rest] = servers.map((s) => s.port);
+  return {
+    url: `redis://127.0.0.1:${first}?cluster=1&nodes=${rest.map((p) => `127.0.0.1:${p}`).join(',')}`,
+    ports: servers.map((s) => s.port),
+    nodeAdmin: (port) => {
+      const server = servers.find((s) => s.port === port);
+      if (!server) throw new Error(`no cluster node on port ${port}`);
+      return server.admin();
+    },
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+  };
+}
+
+async function startRedisContainer(): Promise<TestRedis | undefined> {
+  try {
+    const { GenericContainer, getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    const container = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
+    const url = `redis://${container.getHost()}:${container.getMappedPort(6379)}`;
+    const clients: Redis[] = [];
+    return {
+      url,
+      kind: 'container',
+      admin: () => track(clients, new Redis(url)),
+      stop: async () => {
+        await closeAll(clients);
+        await container.stop();
+      },
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForPing(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return;
+    } catch {
+      probe.disconnect();
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+function track(clients: Redis[], client: Redis): Redis {
+  client.on('error', () => {});
+  clients.push(client);
+  return client;
+}
+
+async function closeAll(clients: Redis[]): Promise<void> {
+  for (const c of clients.splice(0)) c.disconnect();
+}
+
+/** Children still running when the test process exits are killed, by PID. */
+const children = new Set<ChildProcess>();
+let exitHook = false;
+
+export function registerChild(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const c of children) {
+        if (c.pid !== undefined) {
+          try {
+            process.kill(c.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+    });
+  }
+}
