@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { runAgentHandler, type AgentHandler, type AgentRequest, type Logger } from '@wsgw/core';
 import {
   AgentStreams,
@@ -239,36 +238,23 @@ export class AgentWorker {
   private async handle(entryId: string, job: Job): Promise<void> {
     const { request } = job;
     let seq = 0;
-    const parent = propagation.extract(ROOT_CONTEXT, request.trace ?? {});
-    const span = tracer.startSpan(
-      `agent ${request.agentType}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: { 'wsgw.agent_type': request.agentType, 'wsgw.request_id': request.requestId },
-      },
-      parent,
-    );
     try {
-      await context.with(trace.setSpan(parent, span), () =>
-        runAgentHandler(this.options.handler, request, (output) => {
-          if (job.abandoned) return;
-          job.lastOutputAt = Date.now();
-          this.send({
-            ...output,
-            requestId: request.requestId,
-            connectionId: request.connectionId,
-            replicaId: request.replicaId,
-            seq: seq++,
-          });
-        }),
-      );
+      // The run is a span continuing the gateway's trace from `request.trace` (core's runner).
+      await runAgentHandler(this.options.handler, request, (output) => {
+        if (job.abandoned) return;
+        job.lastOutputAt = Date.now();
+        this.send({
+          ...output,
+          requestId: request.requestId,
+          connectionId: request.connectionId,
+          replicaId: request.replicaId,
+          seq: seq++,
+        });
+      });
     } catch (err) {
       // No reply: the client gets agent_timeout. Not retried elsewhere, as it would fail again.
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR });
       this.log.error({ err, request_id: request.requestId }, 'agent handler failed');
     } finally {
-      span.end();
       if (!job.abandoned) this.finish(entryId);
     }
   }
@@ -371,8 +357,6 @@ export class AgentWorker {
     while (this.running && !isReady(client)) await sleep(200);
   }
 }
-
-const tracer = trace.getTracer('@wsgw/agent-sdk');
 
 const silentLogger: Logger = {
   debug() {},

@@ -1,0 +1,167 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentHandler, AgentReply, AgentRequest, Logger } from '@wsgw/core';
+import { AgentWorker } from '@wsgw/agent-sdk';
+import { AgentStreams, connectRedis, createRedisClient, RedisAgentBus, redisKeys, type RedisKeys } from '@wsgw/redis';
+import { findRedis, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+
+describe('AgentWorker with a real Redis', () => {
+  let redis: TestRedis;
+  let keys: RedisKeys;
+  let prefix: string;
+  const cleanup: Array<() => Promise<unknown> | void> = [];
+
+  beforeAll(async () => {
+    redis = await findRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  async function gatewayBus(replicaId: string, maxQueue = 10_000) {
+    const client = createRedisClient(redis.url, { commandTimeoutMs: 2000 });
+    await connectRedis(client);
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    const bus = new RedisAgentBus(client, blocking, { keys, replicaId, maxQueue, blockMs: 200 }, silent);
+    const replies: AgentReply[] = [];
+    bus.onReply((r) => replies.push(r));
+    bus.start();
+    cleanup.push(async () => {
+      await bus.close();
+      client.disconnect();
+    });
+    return { bus, replies, client };
+  }
+
+  async function startWorker(agentType: string, handler: AgentHandler, extra: Partial<ConstructorParameters<typeof AgentWorker>[0]> = {}) {
+    const worker = new AgentWorker({ agentType, handler, redisUrl: redis.url, keyPrefix: prefix, log: silent, ...extra });
+    cleanup.push(() => worker.stop());
+    await worker.start();
+    return worker;
+  }
+
+  function req(n: number, agentType: string, replicaId = 'r1'): AgentRequest {
+    return {
+      requestId: `q${n}`,
+      connectionId: `c${n % 7}`,
+      replicaId,
+      userId: 'u',
+      agentType,
+      message: `m${n}`,
+      clientId: `id${n}`,
+      trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    };
+  }
+
+  function fresh(name: string) {
+    prefix = uniquePrefix(name);
+    keys = redisKeys(prefix);
+  }
+
+  it('answers hundreds of requests, each reply addressed to its request, and leaves no stream behind', async () => {
+    fresh('w-many');
+    const { bus, replies, client } = await gatewayBus('r1');
+    const seen: AgentRequest[] = [];
+    await startWorker('echo', async (r) => {
+      seen.push(r);
+      return r.message;
+    });
+    const results = await Promise.all(Array.from({ length: 300 }, (_, n) => bus.publish(req(n, 'echo'))));
+    expect(results.every((r) => r.accepted)).toBe(true);
+    await waitFor(() => replies.length === 300, 10_000);
+    for (const reply of replies) {
+      const n = Number(reply.requestId.slice(1));
+      expect(reply).toEqual({ requestId: `q${n}`, connectionId: `c${n % 7}`, kind: 'response', message: `m${n}` });
+    }
+    // The trace context reached the handler untouched.
+    expect(seen[0]?.trace).toEqual(req(0, 'echo').trace);
+    await waitFor(async () => (await client.xlen(keys.agentRequests('echo'))) === 0);
+  });
+
+  it('streams chunks in the order the handler yields them, the last with done', async () => {
+    fresh('w-chunks');
+    const { bus, replies } = await gatewayBus('r1');
+    await startWorker('words', async function* () {
+      for (let i = 0; i < 100; i++) {
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+        yield `w${i}`;
+      }
+    });
+    expect(await bus.publish(req(1, 'words'))).toEqual({ accepted: true });
+    await waitFor(() => replies.length === 100);
+    expect(replies.map((r) => r.message)).toEqual(Array.from({ length: 100 }, (_, i) => `w${i}`));
+    expect(replies.map((r) => r.done)).toEqual(Array.from({ length: 100 }, (_, i) => i === 99));
+  });
+
+  it('takes over the requests of a worker that died holding them', async () => {
+    fresh('w-claim');
+    const { bus, replies, client } = await gatewayBus('r1');
+    // A worker that registered, took two requests and died without answering.
+    const ghost = new AgentStreams(client, { keys, agentType: 'echo' });
+    await ghost.ensureGroup();
+    await ghost.heartbeat('ghost', 5000);
+    await bus.publish(req(1, 'echo'));
+    await bus.publish(req(2, 'echo'));
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    await connectRedis(blocking);
+    expect(await ghost.read(blocking, 'ghost', 10, 1000)).toHaveLength(2);
+    blocking.disconnect();
+
+    const started = Date.now();
+    await startWorker('echo', async (r) => r.message, { heartbeatMs: 200, claimIdleMs: 600 });
+    await waitFor(() => replies.length === 2, 10_000);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(replies.map((r) => r.requestId).sort()).toEqual(['q1', 'q2']);
+  });
+
+  it('does not let a slow but live worker lose its request to another (renewals)', async () => {
+    fresh('w-renew');
+    const { bus, replies } = await gatewayBus('r1');
+    const calls: string[] = [];
+    const handler: AgentHandler = async (r) => {
+      calls.push(r.requestId);
+      await new Promise((res) => setTimeout(res, 1500));
+      return r.message;
+    };
+    await startWorker('slow', handler, { heartbeatMs: 200, claimIdleMs: 500, concurrency: 1 });
+    await bus.publish(req(1, 'slow'));
+    await waitFor(() => calls.length === 1);
+    await startWorker('slow', handler, { heartbeatMs: 200, claimIdleMs: 500 });
+    await waitFor(() => replies.length === 1, 5000);
+    expect(calls).toEqual(['q1']);
+  });
+
+  it('stops gracefully: in-flight requests are answered, then it no longer counts as live', async () => {
+    fresh('w-stop');
+    const { bus, replies } = await gatewayBus('r1');
+    let started = 0;
+    const worker = await startWorker('echo', async (r) => {
+      started++;
+      await new Promise((res) => setTimeout(res, 300));
+      return r.message;
+    });
+    for (let n = 0; n < 5; n++) await bus.publish(req(n, 'echo'));
+    await waitFor(() => started === 5);
+    await worker.stop();
+    expect(replies).toHaveLength(5);
+    expect(await bus.publish(req(9, 'echo'))).toMatchObject({ accepted: false, code: 'agent_unavailable' });
+  });
+
+  it('settles a request whose handler throws, and keeps serving', async () => {
+    fresh('w-throw');
+    const { bus, replies, client } = await gatewayBus('r1');
+    await startWorker('picky', async (r) => {
+      if (r.message === 'm1') throw new Error('no');
+      return r.message;
+    });
+    await bus.publish(req(1, 'picky'));
+    await bus.publish(req(2, 'picky'));
+    await waitFor(() => replies.length === 1);
+    expect(replies[0]?.requestId).toBe('q2');
+    await waitFor(async () => (await client.xlen(keys.agentRequests('picky'))) === 0);
+  });
+});
