@@ -2,3 +2,4 @@ export * from './client.js';
 export * from './gateway.js';
 export * from './redis.js';
 export * from './processes.js';
+export * from './otlp.js';
