@@ -1,0 +1,152 @@
+// Targets of issues 3 and 5, judged from one run's figures, and the printed report.
+
+const get = (report, target, scenario) => report.targets[target]?.scenarios?.[scenario];
+const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+const ratio = (b, a) => (num(b) !== null && num(a) !== null && a !== 0 ? Math.round((b / a) * 1000) / 1000 : null);
+
+/** One row per target: value, goal, PASS/FAIL (null when it could not be measured). */
+export function evaluateTargets(report) {
+  const a = (s) => get(report, 'bare', s);
+  const b = (s) => get(report, 'redis', s);
+  const rows = [];
+  const check = (id, what, value, goal, pass, note) => rows.push({ id, what, value, goal, pass: value === null ? null : pass(value), note });
+
+  check('throughput', 'messages/s, gateway (b) / bare uWS (a)', ratio(b('throughput')?.msgsPerSec, a('throughput')?.msgsPerSec), '>= 0.6', (v) => v >= 0.6);
+  check(
+    'cpu-efficiency',
+    'messages per CPU-second (gateway + Redis) b/a',
+    ratio(b('throughput')?.msgsPerCpuSecond, a('throughput')?.msgsPerCpuSecond),
+    '>= 0.4',
+    (v) => v >= 0.4,
+  );
+  check(
+    'redis-per-msg',
+    'Redis commands per accepted message under load (every command, INFO commandstats)',
+    num(b('throughput')?.redisCallsPerMsg),
+    '<= 0.1',
+    (v) => v <= 0.1,
+    b('throughput') ? `of which limit scripts (EVAL/EVALSHA/FCALL): ${b('throughput').redisLimitCallsPerMsg}` : undefined,
+  );
+  const limited = get(report, 'limited', 'limited');
+  check(
+    'redis-when-limited',
+    'Redis commands per message from a user already over its limit',
+    num(limited?.redisCallsPerLimitedMsg),
+    '~0 (<= 0.01: background heartbeats and the few accepted messages only)',
+    (v) => v <= 0.01,
+    limited ? `${limited.rateLimited} rate-limited + ${limited.accepted} accepted messages, Redis commands ${JSON.stringify(limited.redisCalls)}` : undefined,
+  );
+  check('upgrades', 'upgrades/s with Redis admission b/a', ratio(b('storm')?.upgradesPerSec, a('storm')?.upgradesPerSec), '>= 0.5', (v) => v >= 0.5);
+  check('idle-memory', 'memory per idle connection b/a', ratio(b('idle')?.bytesPerConn, a('idle')?.bytesPerConn), '<= 2', (v) => v <= 2);
+  const added = num(b('latency')?.p99Ms) !== null && num(a('latency')?.p99Ms) !== null ? Math.round((b('latency').p99Ms - a('latency').p99Ms) * 1000) / 1000 : null;
+  check('light-latency', 'p99 latency added by the gateway at 10 connections x 1 in flight (ms)', added, '<= 1 ms', (v) => v <= 1);
+  check(
+    'telemetry-cost',
+    'messages/s with telemetry on (OTLP to a local sink) / telemetry off',
+    ratio(get(report, 'otel', 'throughput')?.msgsPerSec, b('throughput')?.msgsPerSec),
+    '>= 0.9',
+    (v) => v >= 0.9,
+    report.targets.otel?.otlpReceived ? `sink received ${JSON.stringify(report.targets.otel.otlpReceived)}` : 'sink received nothing',
+  );
+  return rows;
+}
+
+export function printReport(report, out) {
+  const w = (s = '') => out.write(`${s}\n`);
+  const m = report.meta;
+  w();
+  w(`wsgw benchmark ${m.date}${m.quick ? ' (--quick: smoke figures, not measurements)' : ''}`);
+  w(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.redisVersion ?? ''}`);
+  w(`commit ${m.commit}; client: ${m.workers} load-generator processes, ${m.client}`);
+  w(`window ${m.durationS} s after ${m.warmupS} s warm-up; load average at start ${m.loadAverageStart.join(' ')}, end ${m.loadAverageEnd?.join(' ')}`);
+  w(`raw files: ${m.outDir}`);
+
+  if (report.profile) {
+    w();
+    w(`CPU profile of the gateway under the throughput load: ${report.profile.file ?? report.profile.error}`);
+    const t = report.profile.throughput;
+    if (t) w(`  (under the profiler: ${t.msgsPerSec} msgs/s, server CPU ${t.serverCpuUtil} of a core)`);
+    for (const f of report.profile.top ?? []) w(`  ${pad(`${f.selfPct}%`, 7)} ${pad(`${f.totalPct}%`, 7)}  ${f.name}  ${f.where}`);
+    return;
+  }
+
+  const rows = [];
+  for (const [key, t] of Object.entries(report.targets)) {
+    if (t.error) {
+      rows.push([t.label, 'FAILED', t.error.split('\n')[0]]);
+      continue;
+    }
+    const s = t.scenarios;
+    for (const name of ['throughput', 'latency', 'limited']) {
+      const r = s[name];
+      if (!r) continue;
+      if (r.error) {
+        rows.push([t.label, name, `error: ${r.error}`]);
+        continue;
+      }
+      rows.push([
+        t.label,
+        `${name} ${r.conns}x${r.inflight}`,
+        `${fmt(r.msgsPerSec)} msgs/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core, ${r.serverCpuUsPerMsg} us/msg)` +
+          `  Redis CPU ${r.redisCpuS} s  ${fmt(r.msgsPerCpuSecond)} msgs/CPU-s  client ${r.clientCpuUsPerMsg} us/msg` +
+          (r.redisCallsPerMsg !== null ? `  Redis cmds/msg ${r.redisCallsPerMsg} (limits ${r.redisLimitCallsPerMsg})` : '') +
+          (Object.keys(r.errors).length ? `  errors ${JSON.stringify(r.errors)}` : '') +
+          `  machine busy ${Math.round(r.machineBusy * 100)}%  load ${r.loadAverage.join(' ')}`,
+      ]);
+    }
+    if (s.storm) {
+      const r = s.storm;
+      rows.push([
+        t.label,
+        `upgrade storm x${r.concurrency ?? '?'}`,
+        r.error
+          ? `error: ${r.error}`
+          : `${fmt(r.upgradesPerSec)} upgrades/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core)  Redis CPU ${r.redisCpuS} s` +
+            (r.redisCallsPerUpgrade !== null ? `  Redis cmds/upgrade ${r.redisCallsPerUpgrade}` : '') +
+            (Object.keys(r.rejected).length ? `  refused ${JSON.stringify(r.rejected)}` : '') +
+            `  machine busy ${Math.round(r.machineBusy * 100)}%`,
+      ]);
+    }
+    if (s.idle) {
+      const r = s.idle;
+      rows.push([
+        t.label,
+        `idle sockets`,
+        r.error
+          ? `error: ${r.error}`
+          : `${r.conns} sockets: RSS ${r.rssBeforeMiB} -> ${r.rssAfterMiB} MiB = ${fmt(r.bytesPerConn)} B/socket` +
+            (r.redisBytesPerConn !== null ? `  Redis ${fmt(r.redisBytesPerConn)} B/socket` : '') +
+            `  (connected in ${r.connectS} s)`,
+      ]);
+    }
+    if (t.otlpReceived) rows.push([t.label, 'OTLP sink', JSON.stringify(t.otlpReceived)]);
+  }
+  w();
+  for (const [label, what, text] of rows) w(`${pad(label, 40)} ${pad(what, 22)} ${text}`);
+
+  w();
+  w('Targets (issue 3, issue 5 item 6):');
+  for (const c of report.checks) {
+    const verdict = c.pass === null ? 'N/A ' : c.pass ? 'PASS' : 'FAIL';
+    w(`  ${verdict}  ${c.what}: ${c.value ?? 'not measured'} (target ${c.goal})${c.note ? `; ${c.note}` : ''}`);
+  }
+  const e = report.targets.embedded?.scenarios;
+  const a = report.targets.bare?.scenarios;
+  if (e && a) {
+    w('Reference, embedded mode / bare uWS:');
+    w(
+      `  messages/s ${ratio(e.throughput?.msgsPerSec, a.throughput?.msgsPerSec)}, msgs per CPU-s ${ratio(e.throughput?.msgsPerCpuSecond, a.throughput?.msgsPerCpuSecond)},` +
+        ` upgrades/s ${ratio(e.storm?.upgradesPerSec, a.storm?.upgradesPerSec)}, idle memory ${ratio(e.idle?.bytesPerConn, a.idle?.bytesPerConn)},` +
+        ` light-load p99 added ${num(e.latency?.p99Ms) !== null && num(a.latency?.p99Ms) !== null ? Math.round((e.latency.p99Ms - a.latency.p99Ms) * 1000) / 1000 : '-'} ms`,
+    );
+  }
+}
+
+function pad(s, n) {
+  s = String(s);
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+function fmt(x) {
+  return x === null || x === undefined ? '-' : Number(x).toLocaleString('en-US', { maximumFractionDigits: 0 });
+}

@@ -1,0 +1,578 @@
+#!/usr/bin/env node
+// `npm run bench`: bare uWebSockets.js echo vs one gateway replica, same run, same client.
+// See docs/BENCHMARKS.md. Loopback only; every process it starts is stopped by PID at the end.
+//
+//   node scripts/bench/run.mjs [--quick] [--json FILE] [--workers N] [--duration S]
+//                              [--only bare,redis,embedded,otel,limited] [--cpu-prof]
+import { fork } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import {
+  commandCalls,
+  cpuSeconds,
+  diffCalls,
+  freePort,
+  killAllOwned,
+  loadAverage,
+  machineCpu,
+  redisUsedMemory,
+  rssBytes,
+  spawnOwned,
+  startRedis,
+  stopProcess,
+  track,
+  waitForHttp,
+} from './lib/procs.mjs';
+import { Histogram } from './lib/hist.mjs';
+import { startOtlpSink } from './lib/otlp-sink.mjs';
+import { printReport, evaluateTargets } from './lib/report.mjs';
+import { topFunctions } from './cpuprofile-top.mjs';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const args = parseArgs(process.argv.slice(2));
+const quick = args.quick === true;
+const ORIGIN = 'http://bench.example';
+const runId = randomBytes(3).toString('hex');
+
+const plan = {
+  quick,
+  workers: Number(args.workers ?? 2),
+  warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
+  durationS: Number(args.duration ?? (quick ? 1 : 8)),
+  throughput: { conns: quick ? 20 : 100, inflight: 8 },
+  latency: { conns: quick ? 4 : 10, inflight: 1 },
+  storm: { concurrency: quick ? 8 : 32 },
+  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5 },
+  limited: { conns: 1, inflight: 8, perSecond: 10 },
+  only: args.only ? String(args.only).split(',') : ['bare', 'redis', 'embedded', 'otel', 'limited'],
+};
+
+const outDir = path.join(root, '.bench', new Date().toISOString().replace(/[:.]/g, '-'));
+mkdirSync(outDir, { recursive: true });
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    interrupted = true;
+    process.stderr.write(`\n${sig}: stopping every process the bench started\n`);
+    killAllOwned('SIGKILL');
+    process.exit(130);
+  });
+}
+
+const workers = [];
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+} finally {
+  for (const w of workers) w.proc.kill('SIGKILL');
+  killAllOwned('SIGKILL');
+}
+
+async function main() {
+  const gatewayMain = path.join(root, 'packages/gateway/dist/main.js');
+  if (!existsSync(gatewayMain)) throw new Error('packages/gateway/dist/main.js is missing: run `npm run build` first');
+
+  for (let i = 0; i < plan.workers; i++) workers.push(startWorker(i));
+
+  const report = {
+    meta: {
+      date: new Date().toISOString(),
+      quick,
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      kernel: os.release(),
+      commit: gitCommit(),
+      workers: plan.workers,
+      client: 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
+      warmupS: plan.warmupS,
+      durationS: plan.durationS,
+      scenarios: {
+        throughput: plan.throughput,
+        latency: plan.latency,
+        storm: plan.storm,
+        idle: plan.idle,
+      },
+      loadAverageStart: loadAverage(),
+      outDir,
+    },
+    targets: {},
+  };
+
+  const redis = await startRedis(outDir);
+  const sink = await startOtlpSink();
+  report.meta.redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
+
+  if (args['cpu-prof']) {
+    report.profile = await profileGateway(redis, gatewayMain);
+  } else {
+    const full = ['idle', 'throughput', 'latency', 'storm'];
+    const targets = [
+      { key: 'bare', label: '(a) bare uWS echo', start: () => startBare(), scenarios: full },
+      { key: 'redis', label: '(b) gateway, Redis, telemetry off', start: () => startGateway(gatewayMain, 'redis', gatewayEnv({ redis })), scenarios: full, redis },
+      { key: 'embedded', label: 'gateway, embedded, telemetry off', start: () => startGateway(gatewayMain, 'embedded', gatewayEnv({})), scenarios: full },
+      {
+        key: 'otel',
+        label: 'gateway, Redis, telemetry on (OTLP)',
+        start: () => startGateway(gatewayMain, 'otel', gatewayEnv({ redis, otlp: sink.url })),
+        scenarios: ['throughput'],
+        redis,
+        sink,
+      },
+      {
+        key: 'limited',
+        label: 'gateway, Redis, one user over its limit',
+        start: () => startGateway(gatewayMain, 'limited', gatewayEnv({ redis, perSecond: plan.limited.perSecond })),
+        scenarios: ['limited'],
+        redis,
+      },
+    ].filter((t) => plan.only.includes(t.key));
+
+    for (const target of targets) {
+      if (interrupted) break;
+      report.targets[target.key] = await runTarget(target);
+    }
+  }
+
+  await stopProcess(redis.child);
+  await sink.close();
+  report.meta.loadAverageEnd = loadAverage();
+  report.checks = evaluateTargets(report);
+  for (const w of workers) w.proc.send({ cmd: 'exit' });
+
+  const json = JSON.stringify(report, null, 2);
+  writeFileSync(path.join(outDir, 'report.json'), json);
+  if (args.json) writeFileSync(String(args.json), json);
+  printReport(report, process.stdout);
+}
+
+// --- targets ---------------------------------------------------------------------------------
+
+async function runTarget(target) {
+  process.stderr.write(`-- ${target.label}\n`);
+  const result = { label: target.label, scenarios: {} };
+  let server;
+  try {
+    server = await target.start();
+    result.pid = server.child.pid;
+    for (const name of target.scenarios) {
+      if (interrupted) break;
+      process.stderr.write(`   ${name}...`);
+      try {
+        const r = await runScenario(name, server, target);
+        result.scenarios[name] = r;
+        process.stderr.write(` ${summary(name, r)}\n`);
+      } catch (err) {
+        result.scenarios[name] = { error: String(err instanceof Error ? err.message : err) };
+        process.stderr.write(` error: ${result.scenarios[name].error}\n`);
+      }
+      if (server.child.exitCode !== null || server.child.signalCode !== null) {
+        throw new Error(`server exited during ${name}: ${server.tail()}`);
+      }
+    }
+    if (target.sink) result.otlpReceived = target.sink.snapshot();
+  } catch (err) {
+    result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
+    process.stderr.write(`   target failed: ${result.error}\n`);
+  } finally {
+    if (server) {
+      const code = await stopProcess(server.child, 15_000);
+      result.exitCode = code;
+    }
+  }
+  return result;
+}
+
+function summary(name, r) {
+  if (name === 'idle') return `${r.conns} sockets, ${fmt(r.bytesPerConn)} B/socket`;
+  if (name === 'storm') return `${fmt(r.upgradesPerSec)} upgrades/s`;
+  return `${fmt(r.msgsPerSec)} msgs/s, p50 ${fmt(r.p50Ms, 3)} ms, p99 ${fmt(r.p99Ms, 3)} ms${
+    Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : ''
+  }`;
+}
+
+async function startBare() {
+  const port = await freePort();
+  const { child, tail } = spawnOwned(process.execPath, [path.join(root, 'scripts/bench/bare-uws-echo.mjs'), String(port)], {
+    env: process.env,
+    dir: outDir,
+    name: 'bare',
+  });
+  await waitForHttp(`http://127.0.0.1:${port}/healthz`, 10_000, child);
+  return { child, tail, port, path: '/echo', kind: 'bare' };
+}
+
+function gatewayEnv({ redis, otlp, perSecond }) {
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    ENVIRONMENT: 'development',
+    HOST: '127.0.0.1',
+    CORS_ORIGINS: ORIGIN,
+    SESSION_VALIDATOR: 'dev',
+    WEBSOCKET_BUILTIN_AGENTS: 'echo',
+    // Limits high enough that the load measures the cost of checking them, not their effect.
+    WEBSOCKET_MAX_CONNECTIONS_PER_USER: '1000',
+    WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '1000000',
+    WEBSOCKET_MAX_MESSAGES_PER_SECOND: String(perSecond ?? 1_000_000_000),
+    WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000000',
+    AGENT_MAX_QUEUE: '1000000',
+    SHUTDOWN_DRAIN_SECONDS: '2',
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    OTEL_SDK_DISABLED: otlp ? 'false' : 'true',
+    OTEL_SERVICE_NAME: 'wsgw-bench',
+  };
+  if (redis) {
+    env.REDIS_URL = redis.url;
+    env.REDIS_KEY_PREFIX = `bench:${runId}:${randomBytes(2).toString('hex')}:`;
+  }
+  if (otlp) {
+    env.OTEL_EXPORTER_OTLP_ENDPOINT = otlp;
+    env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/protobuf';
+    env.OTEL_METRIC_EXPORT_INTERVAL = '1000';
+    env.OTEL_BSP_SCHEDULE_DELAY = '1000';
+  }
+  return env;
+}
+
+async function startGateway(mainJs, name, env, nodeArgs = []) {
+  const port = await freePort();
+  const { child, tail } = spawnOwned(process.execPath, [...nodeArgs, mainJs], { env: { ...env, PORT: String(port) }, dir: outDir, name: `gateway-${name}` });
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/readyz`, 20_000, child);
+  } catch (err) {
+    await stopProcess(child, 2000);
+    throw new Error(`${err.message}\n${tail()}`);
+  }
+  return { child, tail, port, path: '/api/ws/agent', kind: 'gateway' };
+}
+
+// --- scenarios -------------------------------------------------------------------------------
+
+async function runScenario(name, server, target) {
+  const base = {
+    host: '127.0.0.1',
+    port: server.port,
+    path: server.path,
+    headers: { Origin: ORIGIN },
+    body: 'hello from the benchmark',
+  };
+  const tag = `${runId}-${target.key}-${name}`;
+  switch (name) {
+    case 'throughput':
+      return runEcho(server, target, { ...base, kind: 'echo', ...plan.throughput, tag });
+    case 'latency':
+      return runEcho(server, target, { ...base, kind: 'echo', ...plan.latency, tag });
+    case 'limited':
+      return runEcho(server, target, { ...base, kind: 'echo', ...plan.limited, tag, oneUser: true });
+    case 'storm':
+      return runStorm(server, target, { ...base, kind: 'storm', ...plan.storm, tag });
+    case 'idle':
+      return runIdle(server, target, { ...base, kind: 'idle', ...plan.idle, tag });
+    default:
+      throw new Error(`unknown scenario ${name}`);
+  }
+}
+
+/** Splits n over the workers (the first ones take the remainder); workers given 0 sit out. */
+function split(n) {
+  return workers.map((_, i) => Math.floor(n / workers.length) + (i < n % workers.length ? 1 : 0));
+}
+
+async function prepare(specs) {
+  const active = [];
+  await Promise.all(
+    specs.map(async (spec, i) => {
+      if (spec === null) return;
+      const w = workers[i];
+      active.push(w);
+      const ready = await w.request({ cmd: 'prepare', ...spec }, 'ready', 120_000);
+      w.lastReady = ready;
+    }),
+  );
+  return active;
+}
+
+/** Measures a window: resources before/after, worker stats merged. */
+async function measure(active, server, target) {
+  const redisPid = target.redis?.child.pid;
+  const before = {
+    server: cpuSeconds(server.child.pid),
+    redis: redisPid ? cpuSeconds(redisPid) : 0,
+    calls: target.redis ? await commandCalls(target.redis.port) : {},
+    machine: machineCpu(),
+    load: loadAverage(),
+    t: performance.now(),
+  };
+  for (const w of active) w.proc.send({ cmd: 'mark' });
+  await sleep(plan.durationS * 1000);
+  const wall = (performance.now() - before.t) / 1000;
+  const after = {
+    server: cpuSeconds(server.child.pid),
+    redis: redisPid ? cpuSeconds(redisPid) : 0,
+    machine: machineCpu(),
+  };
+  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
+  after.calls = target.redis ? await commandCalls(target.redis.port) : {};
+  await Promise.all(active.map((w) => w.waitFor('done', 30_000)));
+  const merged = mergeStats(stats);
+  const calls = diffCalls(before.calls, after.calls);
+  return {
+    wallS: round(wall, 3),
+    serverCpuS: round(after.server - before.server, 2),
+    serverCpuUtil: round((after.server - before.server) / wall, 2),
+    redisCpuS: round(after.redis - before.redis, 2),
+    clientCpuS: round(merged.cpuUs / 1e6, 2),
+    machineBusy: round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 2),
+    loadAverage: before.load,
+    redisCalls: calls,
+    merged,
+  };
+}
+
+async function runEcho(server, target, spec) {
+  const specs = split(spec.conns).map((conns, i) =>
+    conns === 0 ? null : { ...spec, conns, tokenPrefix: spec.oneUser ? `${spec.tag}-user` : `${spec.tag}-w${i}` },
+  );
+  const active = await prepare(specs);
+  const opened = active.reduce((n, w) => n + w.lastReady.opened, 0);
+  if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} sockets opened: ${JSON.stringify(active.map((w) => w.lastReady.failures))}`);
+  for (const w of active) w.proc.send({ cmd: 'go' });
+  await sleep(plan.warmupS * 1000);
+  const m = await measure(active, server, target);
+  const { merged } = m;
+  const hist = Histogram.merge(merged.hists);
+  const accepted = merged.ok;
+  const limitCalls = sumCalls(m.redisCalls, /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/);
+  const allCalls = sumCalls(m.redisCalls, /.*/);
+  const errorCount = Object.values(merged.errors).reduce((a, b) => a + b, 0);
+  return {
+    conns: spec.conns,
+    inflight: spec.inflight,
+    msgsPerSec: round(accepted / m.wallS, 0),
+    accepted,
+    errors: merged.errors,
+    unexpectedCloses: merged.closes,
+    p50Ms: msOrNull(hist.quantile(0.5)),
+    p99Ms: msOrNull(hist.quantile(0.99)),
+    p999Ms: msOrNull(hist.quantile(0.999)),
+    wallS: m.wallS,
+    serverCpuS: m.serverCpuS,
+    serverCpuUtil: m.serverCpuUtil,
+    redisCpuS: m.redisCpuS,
+    msgsPerCpuSecond: round(accepted / Math.max(0.01, m.serverCpuS + m.redisCpuS), 0),
+    serverCpuUsPerMsg: accepted ? round((m.serverCpuS * 1e6) / accepted, 1) : null,
+    clientCpuS: m.clientCpuS,
+    clientCpuUsPerMsg: accepted ? round((m.clientCpuS * 1e6) / accepted, 1) : null,
+    machineBusy: m.machineBusy,
+    loadAverage: m.loadAverage,
+    redisCalls: m.redisCalls,
+    redisCallsPerMsg: target.redis && accepted ? round(allCalls / accepted, 4) : null,
+    redisLimitCallsPerMsg: target.redis && accepted ? round(limitCalls / accepted, 4) : null,
+    rateLimited: merged.errors.rate_limited ?? 0,
+    redisCallsPerLimitedMsg:
+      target.redis && (merged.errors.rate_limited ?? 0) > 0 ? round(allCalls / (merged.errors.rate_limited + accepted), 4) : null,
+    ...(errorCount > 0 && !spec.oneUser ? { warning: 'some replies were errors: the figures include rejected load' } : {}),
+  };
+}
+
+async function runStorm(server, target, spec) {
+  const specs = split(spec.concurrency).map((concurrency, i) => (concurrency === 0 ? null : { ...spec, concurrency, tokenPrefix: `${spec.tag}-w${i}` }));
+  const active = await prepare(specs);
+  for (const w of active) w.proc.send({ cmd: 'go' });
+  await sleep(plan.warmupS * 1000);
+  const m = await measure(active, server, target);
+  const { merged } = m;
+  const hist = Histogram.merge(merged.hists);
+  return {
+    concurrency: spec.concurrency,
+    upgradesPerSec: round(merged.upgrades / m.wallS, 0),
+    upgrades: merged.upgrades,
+    rejected: merged.rejected,
+    failureSample: merged.failureSample,
+    p50Ms: msOrNull(hist.quantile(0.5)),
+    p99Ms: msOrNull(hist.quantile(0.99)),
+    wallS: m.wallS,
+    serverCpuS: m.serverCpuS,
+    serverCpuUtil: m.serverCpuUtil,
+    redisCpuS: m.redisCpuS,
+    upgradesPerCpuSecond: round(merged.upgrades / Math.max(0.01, m.serverCpuS + m.redisCpuS), 0),
+    clientCpuS: m.clientCpuS,
+    machineBusy: m.machineBusy,
+    loadAverage: m.loadAverage,
+    redisCallsPerUpgrade: target.redis && merged.upgrades ? round(sumCalls(m.redisCalls, /.*/) / merged.upgrades, 3) : null,
+    redisCalls: m.redisCalls,
+  };
+}
+
+async function runIdle(server, target, spec) {
+  await sleep(300);
+  const rssBefore = rssBytes(server.child.pid);
+  const redisBefore = target.redis ? await redisUsedMemory(target.redis.port) : 0;
+  const specs = split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}` }));
+  const t0 = performance.now();
+  const active = await prepare(specs);
+  const connectS = (performance.now() - t0) / 1000;
+  const opened = active.reduce((n, w) => n + w.lastReady.opened, 0);
+  await sleep(spec.settleS * 1000);
+  const rssAfter = rssBytes(server.child.pid);
+  const redisAfter = target.redis ? await redisUsedMemory(target.redis.port) : 0;
+  const failures = active.map((w) => w.lastReady.failures).filter((f) => Object.keys(f).length > 0);
+  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
+  await Promise.all(active.map((w) => w.waitFor('done', 60_000)));
+  const merged = mergeStats(stats);
+  if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(failures)}`);
+  return {
+    conns: opened,
+    rssBeforeMiB: round(rssBefore / 2 ** 20, 1),
+    rssAfterMiB: round(rssAfter / 2 ** 20, 1),
+    bytesPerConn: round((rssAfter - rssBefore) / opened, 0),
+    redisBytesPerConn: target.redis ? round((redisAfter - redisBefore) / opened, 0) : null,
+    connectS: round(connectS, 2),
+    closedWhileIdle: merged.closes,
+  };
+}
+
+// --- profiling -------------------------------------------------------------------------------
+
+async function profileGateway(redis, gatewayMain) {
+  const profDir = path.join(outDir, 'cpuprofile');
+  mkdirSync(profDir, { recursive: true });
+  const target = { key: 'profile', label: 'gateway, Redis, under --cpu-prof', redis };
+  process.stderr.write(`-- ${target.label}\n`);
+  const server = await startGateway(gatewayMain, 'profile', gatewayEnv({ redis }), ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  let throughput;
+  try {
+    throughput = await runScenario('throughput', server, target);
+    process.stderr.write(`   throughput ${summary('throughput', throughput)}\n`);
+  } finally {
+    await stopProcess(server.child, 15_000);
+  }
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return { error: 'no .cpuprofile written (did the gateway exit cleanly on SIGTERM?)', throughput };
+  const profile = JSON.parse(readFileSync(path.join(profDir, file), 'utf8'));
+  return { file: path.join(profDir, file), throughput, top: topFunctions(profile, 25) };
+}
+
+// --- workers ---------------------------------------------------------------------------------
+
+function startWorker(index) {
+  const proc = track(fork(path.join(root, 'scripts/bench/loadgen.mjs'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const waiters = [];
+  const early = []; // events that arrived before anyone waited for them
+  const dispatch = (msg) => {
+    const i = waiters.findIndex((w) => w.ev === msg.ev || msg.ev === 'error');
+    if (i < 0) return false;
+    const [w] = waiters.splice(i, 1);
+    if (msg.ev === 'error') w.reject(new Error(`worker ${index}: ${msg.message}`));
+    else w.resolve(msg);
+    return true;
+  };
+  proc.on('message', (msg) => {
+    if (msg.ev === 'error') process.stderr.write(`worker ${index}: ${msg.message}\n`);
+    if (!dispatch(msg)) early.push(msg);
+  });
+  proc.on('exit', (code) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`worker ${index} exited (${code})`));
+  });
+  const waitFor = (ev, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      const waiter = { ev, resolve, reject };
+      const timer = setTimeout(() => {
+        const i = waiters.indexOf(waiter);
+        if (i >= 0) waiters.splice(i, 1);
+        reject(new Error(`worker ${index}: no ${ev} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiter.resolve = (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      };
+      waiter.reject = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      waiters.push(waiter);
+      const i = early.findIndex((m) => m.ev === ev || m.ev === 'error');
+      if (i >= 0) dispatch(early.splice(i, 1)[0]);
+    });
+  return {
+    proc,
+    waitFor,
+    request(msg, ev, timeoutMs) {
+      const p = waitFor(ev, timeoutMs);
+      proc.send(msg);
+      return p;
+    },
+  };
+}
+
+function mergeStats(stats) {
+  const merged = { ok: 0, sent: 0, upgrades: 0, errors: {}, closes: {}, rejected: {}, cpuUs: 0, hists: [], failureSample: undefined };
+  for (const s of stats) {
+    merged.ok += s.ok;
+    merged.sent += s.sent;
+    merged.upgrades += s.upgrades;
+    merged.cpuUs += s.cpuUs;
+    merged.hists.push(s.hist);
+    for (const key of ['errors', 'closes', 'rejected']) {
+      for (const [k, v] of Object.entries(s[key])) merged[key][k] = (merged[key][k] ?? 0) + v;
+    }
+    merged.failureSample ??= s.failures?.sample;
+  }
+  return merged;
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+function sumCalls(calls, re) {
+  let n = 0;
+  for (const [cmd, c] of Object.entries(calls)) if (re.test(cmd)) n += c;
+  return n;
+}
+
+function msOrNull(us) {
+  return us === null ? null : round(us / 1000, 3);
+}
+
+function round(x, digits) {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function fmt(x, digits = 0) {
+  return x === null || x === undefined ? '-' : Number(x).toLocaleString('en-US', { maximumFractionDigits: digits });
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function gitCommit() {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const [k, v] = a.slice(2).split('=', 2);
+    if (v !== undefined) out[k] = v;
+    else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
+    else out[k] = true;
+  }
+  return out;
+}
