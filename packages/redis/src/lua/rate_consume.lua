@@ -5,7 +5,7 @@
 -- The batch carries one key per distinct user, hence a varying key count; every key shares the
 -- {rate:<shard>} hash tag.
 --
--- KEYS[k]       one user's log     LIST of accepted times (ms), newest first, at most
+-- KEYS[1..n]    one log per user   LIST of accepted times (ms), newest first, at most
 --                                  max(ARGV[1], ARGV[2]) long
 -- ARGV[1]       max messages per second
 -- ARGV[2]       max messages per minute

@@ -1,0 +1,189 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { noopMetrics, type Logger } from '@wsgw/core';
+import { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
+import {
+  createRedisClient,
+  FailoverConnectionLeases,
+  RedisConnectionLeases,
+  RedisHealth,
+  redisKeys,
+  RedisRateLimiter,
+  type RedisClient,
+} from '@wsgw/redis';
+import { findRedis, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
+import { leasesContract, rateContract } from './limits-contract.js';
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
+
+let redis: TestRedis;
+const clients: RedisClient[] = [];
+const closers: Array<() => Promise<void>> = [];
+
+beforeAll(async () => {
+  redis = await findRedis();
+});
+afterAll(async () => {
+  for (const close of closers.splice(0)) await close();
+  for (const c of clients.splice(0)) c.disconnect();
+  await redis.stop();
+});
+
+async function client(): Promise<RedisClient> {
+  const c = createRedisClient(redis.url);
+  clients.push(c);
+  await c.connect();
+  return c;
+}
+
+async function redisLeases(prefix: string, leaseMs = 30_000) {
+  const c = await client();
+  const health = new RedisHealth(c, quiet);
+  const leases = new RedisConnectionLeases(c, health, quiet, {
+    keys: redisKeys(prefix),
+    maxPerUser: 2,
+    maxGlobal: 3,
+    leaseMs,
+  });
+  closers.push(async () => {
+    await leases.close();
+    health.close();
+  });
+  return { leases, health, client: c };
+}
+
+async function redisRates(prefix: string) {
+  const c = await client();
+  const health = new RedisHealth(c, quiet);
+  const rates = new RedisRateLimiter(c, health, { keys: redisKeys(prefix), perSecond: 5, perMinute: 8 });
+  closers.push(async () => {
+    await rates.close();
+    health.close();
+  });
+  return rates;
+}
+
+describe('MemoryConnectionLeases (the contract every slot store keeps)', () => {
+  leasesContract(async () => ({ leases: new MemoryConnectionLeases({ maxPerUser: 2, maxGlobal: 3 }) }));
+});
+
+describe('RedisConnectionLeases, two replicas on one Redis', () => {
+  leasesContract(async () => {
+    const prefix = uniquePrefix('leases');
+    const a = await redisLeases(prefix);
+    const b = await redisLeases(prefix);
+    return { leases: a.leases, peer: b.leases };
+  });
+
+  it('frees the slots of a replica that stops heartbeating once its lease runs out', async () => {
+    const prefix = uniquePrefix('expiry');
+    const crashed = await redisLeases(prefix, 1000);
+    const alive = await redisLeases(prefix, 1000);
+    await crashed.leases.acquire('c1', 'u');
+    await crashed.leases.acquire('c2', 'u');
+    await alive.leases.acquire('a1', 'v');
+    await crashed.leases.close(); // no more heartbeats, nothing released: a crash
+    expect(await alive.leases.acquire('a2', 'u')).toMatchObject({ granted: false, reason: 'global_connection_limit' });
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await alive.leases.acquire('a2', 'u')).toEqual({ granted: true });
+    expect(await alive.leases.acquire('a3', 'u')).toEqual({ granted: true });
+    // The live replica's own slot survived many lease lengths thanks to its heartbeat.
+    const admin = redis.admin();
+    expect(await admin.zscore(redisKeys(prefix).slotsAll(), 'a1')).not.toBeNull();
+  });
+
+  it('reports slots it lost to a takeover and re-registers everything after Redis forgot it', async () => {
+    const prefix = uniquePrefix('lost');
+    const keys = redisKeys(prefix);
+    const { leases } = await redisLeases(prefix, 1500);
+    const lost: string[][] = [];
+    leases.onLost((ids) => lost.push(ids));
+    await leases.acquire('l1', 'u');
+    await leases.acquire('l2', 'u');
+    const admin = redis.admin();
+    // Someone reaped l1 (as if this replica had been paused past its lease).
+    await admin.zrem(keys.slotsAll(), 'l1');
+    await leases.sync();
+    expect(lost).toEqual([['l1']]);
+    expect(leases.heldCount).toBe(1);
+
+    // Redis restarted empty: after an outage the replica puts back what it holds.
+    await admin.del(keys.slotsAll(), keys.slotsOfUser('u'));
+    (leases as unknown as { mustRestore: boolean }).mustRestore = true;
+    await leases.sync();
+    expect(await admin.zrange(keys.slotsAll(), 0, -1)).toEqual(['l2']);
+    expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['l2']);
+    expect(lost).toHaveLength(1);
+  });
+});
+
+describe('FailoverConnectionLeases with Redis unreachable', () => {
+  it('decides from memory in local mode, at once, and registers those slots when Redis is back', async () => {
+    const prefix = uniquePrefix('failover');
+    const c = createRedisClient('redis://127.0.0.1:1'); // nothing listens on port 1
+    clients.push(c);
+    const health = new RedisHealth(c, quiet);
+    health.startDown();
+    const redisLeasesOnly = new RedisConnectionLeases(c, health, quiet, {
+      keys: redisKeys(prefix),
+      maxPerUser: 2,
+      maxGlobal: 3,
+      leaseMs: 30_000,
+    });
+    const decisions: string[] = [];
+    const metrics = { ...noopMetrics, fallbackDecision: (_s: string, d: string) => void decisions.push(d) };
+    const leases = new FailoverConnectionLeases(
+      redisLeasesOnly,
+      new MemoryConnectionLeases({ maxPerUser: 2, maxGlobal: 3 }),
+      health,
+      'local',
+      metrics,
+      quiet,
+    );
+    closers.push(async () => {
+      await leases.close();
+      health.close();
+    });
+    expect(await leases.acquire('f1', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('f2', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('f3', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
+    expect(decisions).toEqual(['local_allowed', 'local_allowed', 'local_denied']);
+    expect(redisLeasesOnly.heldCount).toBe(2);
+
+    const closed = new FailoverConnectionLeases(
+      redisLeasesOnly,
+      new MemoryConnectionLeases({ maxPerUser: 2, maxGlobal: 3 }),
+      health,
+      'closed',
+      metrics,
+      quiet,
+    );
+    expect(await closed.acquire('f4', 'v')).toMatchObject({ granted: false, reason: 'unavailable' });
+    await waitFor(() => health.isDown());
+  });
+});
+
+describe('MemoryRateLimiter (the contract every message limiter keeps)', () => {
+  rateContract(async () => ({ rates: new MemoryRateLimiter({ perSecond: 5, perMinute: 8 }) }));
+});
+
+describe('RedisRateLimiter, two replicas sharing the windows', () => {
+  rateContract(async () => {
+    const prefix = uniquePrefix('rate');
+    return { rates: await redisRates(prefix), peer: await redisRates(prefix) };
+  });
+
+  it('decides a turn of messages in one script call and denies a limited user locally', async () => {
+    const rates = await redisRates(uniquePrefix('batch'));
+    const users = Array.from({ length: 50 }, (_, i) => `user-${i}`);
+    const first = await Promise.all(users.flatMap((u) => [rates.consume(u), rates.consume(u)]));
+    expect(first.every((d) => d.allowed)).toBe(true);
+    expect(rates.stats.calls).toBe(1);
+    // One user over the limit: the first denial comes from Redis, the rest cost nothing.
+    await Promise.all(Array.from({ length: 6 }, () => rates.consume('flooder')));
+    const calls = rates.stats.calls;
+    const later = await Promise.all(Array.from({ length: 100 }, () => rates.consume('flooder')));
+    expect(later.every((d) => !d.allowed)).toBe(true);
+    expect(rates.stats.calls).toBe(calls);
+    expect(rates.stats.localDenials).toBe(100);
+  });
+});
