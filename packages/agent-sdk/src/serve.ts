@@ -1,5 +1,7 @@
+import { hostname } from 'node:os';
 import { pino } from 'pino';
 import type { AgentHandler, Logger } from '@wsgw/core';
+import { startTelemetry, traceFields } from '@wsgw/telemetry';
 import { AgentWorker, type AgentWorkerOptions } from './worker.js';
 
 export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handler'>> & {
@@ -14,6 +16,9 @@ export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handl
  * gracefully (finishes in-flight requests) and exits 0. Settings come from the environment:
  * REDIS_URL (required), REDIS_KEY_PREFIX (default `wsgw:`), LOG_LEVEL, and the optional tuning
  * variables AGENT_CONCURRENCY, AGENT_HEARTBEAT_MS, AGENT_CLAIM_IDLE_MS, AGENT_SHUTDOWN_GRACE_MS.
+ * OpenTelemetry is configured by the standard OTEL_* variables, like the gateway's (service name
+ * `agent-worker` unless OTEL_SERVICE_NAME says otherwise): each request is a span in the trace
+ * the gateway started for the message.
  */
 export async function serveAgent(agentType: string, handler: AgentHandler, options: ServeOptions = {}): Promise<AgentWorker> {
   const env = options.env ?? process.env;
@@ -22,6 +27,11 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
     process.stderr.write('config error: REDIS_URL: is required (redis:// or rediss:// URL of the gateways\' Redis)\n');
     process.exit(2);
   }
+  const telemetry = startTelemetry({
+    env,
+    replicaId: options.workerId ?? env['AGENT_WORKER_ID'] ?? `${hostname()}-${process.pid}`,
+    defaultServiceName: 'agent-worker',
+  });
   const log = options.log ?? createWorkerLogger(env['LOG_LEVEL'] ?? 'info');
   const worker = new AgentWorker({
     agentType,
@@ -38,15 +48,19 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
   });
   const stop = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stop requested');
-    worker.stop().then(
-      () => {
-        if (options.exitOnStop !== false) process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'stop failed');
-        process.exit(1);
-      },
-    );
+    worker
+      .stop()
+      // The last spans go out before exit, in bounded time.
+      .then(() => telemetry.shutdown())
+      .then(
+        () => {
+          if (options.exitOnStop !== false) process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'stop failed');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
@@ -62,6 +76,8 @@ export function createWorkerLogger(level = 'info'): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     serializers: { err: pino.stdSerializers.err },
+    // trace_id / span_id inside a request's span, as in the gateway's lines.
+    mixin: traceFields,
   });
 }
 
