@@ -93,17 +93,21 @@ export const VARIABLES: readonly string[] = Object.keys(schema.shape);
  * naming the variable, so an operator fixes them in one go instead of one restart per typo.
  */
 export function loadConfig(env: Env): LoadResult {
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const errors = parsed.error.issues.map((issue) => {
-      const variable = String(issue.path[0] ?? 'environment');
-      const shown = SECRET_VARIABLES.has(variable) ? '' : ` (got ${JSON.stringify(env[variable] ?? '')})`;
-      return `${variable}: ${issue.message}${shown}`;
-    });
-    return { ok: false, errors };
-  }
-  const v = parsed.data;
+  // Each variable on its own, so one bad value does not hide the problems of the others.
   const errors: string[] = [];
+  const failed = new Set<string>();
+  const values: Record<string, unknown> = {};
+  for (const [variable, fieldSchema] of Object.entries(schema.shape)) {
+    const result = (fieldSchema as z.ZodType).safeParse(env[variable]);
+    if (result.success) {
+      values[variable] = result.data;
+      continue;
+    }
+    failed.add(variable);
+    const shown = SECRET_VARIABLES.has(variable) ? '' : ` (got ${JSON.stringify(env[variable] ?? '')})`;
+    for (const issue of result.error.issues) errors.push(`${variable}: ${issue.message}${shown}`);
+  }
+  const v = values as z.infer<typeof schema>;
   const environment = v.ENVIRONMENT ?? 'development';
   const prod = environment === 'production';
 
@@ -158,7 +162,17 @@ export function loadConfig(env: Env): LoadResult {
     if (agent !== 'echo') errors.push(`WEBSOCKET_BUILTIN_AGENTS: unknown built-in agent ${JSON.stringify(agent)} (known: echo)`);
   }
 
-  if (errors.length > 0 || validator === undefined) return { ok: false, errors };
+  if (errors.length > 0 || validator === undefined) {
+    // A variable whose value was refused is reported once, not again by the checks that used it.
+    const reported = new Set<string>();
+    const unique = errors.filter((line) => {
+      const variable = line.slice(0, line.indexOf(':'));
+      if (failed.has(variable) && reported.has(variable)) return false;
+      reported.add(variable);
+      return true;
+    });
+    return { ok: false, errors: unique };
+  }
 
   const config: Config = {
     environment,

@@ -137,6 +137,13 @@ describe('loadConfig', () => {
     expect(lines).toHaveLength(6);
   });
 
+  it('a bad value does not hide the policy problems of other variables', () => {
+    const lines = errors({ ...PROD, CORS_ORIGINS: '*', PORT: 'x', SESSION_VALIDATOR: 'magic', REDIS_URL: '' });
+    expect(lines.map((l) => l.split(':')[0]).sort()).toEqual(
+      ['API_CORS_ORIGINS', 'CORS_ORIGINS', 'PORT', 'REDIS_URL', 'SESSION_VALIDATOR'].sort(),
+    );
+  });
+
   it.each([
     [{ ...PROD, CORS_ORIGINS: '*' }, 'CORS_ORIGINS'],
     [{ ...PROD, CORS_ORIGINS: '' }, 'CORS_ORIGINS'],
