@@ -73,14 +73,23 @@ export function redisAgents(
         log: busLog,
       }),
   );
-  // Resolves once every built-in agent counts as live (or failed to start, which is logged).
-  const started = Promise.all(
+  // Resolves once every built-in agent counts as live (or failed to start, which is logged), or
+  // after a few seconds if Redis went away meanwhile: readiness must not wait on it forever.
+  const allStarted = Promise.all(
     workers.map((worker) =>
       worker.start().catch((err: unknown) => {
         busLog.error({ err, agent_type: worker.agentType }, 'built-in agent worker failed to start');
       }),
     ),
-  ).then(() => undefined);
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const started = Promise.race([
+    allStarted,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 5000);
+      timer.unref();
+    }),
+  ]).then(() => clearTimeout(timer));
   return {
     bus,
     started,

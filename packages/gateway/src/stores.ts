@@ -1,6 +1,5 @@
 import type { Config } from '@wsgw/config';
 import {
-  builtinAgents,
   type AgentBus,
   type AgentHandler,
   type ConnectionLeases,
@@ -9,7 +8,7 @@ import {
   type MessageRateLimiter,
   type UpgradeThrottle,
 } from '@wsgw/core';
-import { MemoryAgentBus, MemoryConnectionLeases, MemoryRateLimiter, MemoryUpgradeThrottle } from '@wsgw/memory';
+import { MemoryConnectionLeases, MemoryRateLimiter, MemoryUpgradeThrottle } from '@wsgw/memory';
 import {
   connectRedis,
   createRedisClient,
@@ -23,6 +22,7 @@ import {
   RedisUpgradeThrottle,
   type RedisClient,
 } from '@wsgw/redis';
+import { memoryAgentBus, redisAgents } from './agents.js';
 
 /** The shared-state ports, chosen by mode: in-process (embedded) or Redis. */
 export interface Stores {
@@ -52,12 +52,8 @@ export function embeddedStores(
     perSecond: config.limits.maxMessagesPerSecond,
     perMinute: config.limits.maxMessagesPerMinute,
   });
-  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, log);
-  for (const name of config.builtinAgents) {
-    const agent = builtinAgents[name];
-    if (agent) bus.register(name, agent);
-  }
-  for (const [name, agent] of Object.entries(extraAgents)) bus.register(name, agent);
+  // Built-in and extra agents answer in this process, through the same bus port as in Redis mode.
+  const bus = memoryAgentBus(config, log, extraAgents);
   return {
     leases,
     rates,
@@ -127,11 +123,15 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   const failures = config.limits.sessionFailuresPerMinute;
   const throttle =
     failures > 0 ? new RedisUpgradeThrottle(client, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
-  const bus = memoryAgentBus(config, log, options.extraAgents);
+  // Agents take the Redis Streams road; built-in agents run as agent-sdk workers in this process.
+  const agents = redisAgents(config, log, { client, keys, metrics, extraAgents: options.extraAgents });
+  const bus = agents.bus;
 
   const ready = connectRedis(client).then((connected) => {
     if (!connected) health.startDown();
     else log.info({ cluster: isClusterUrl(redis.url) }, 'connected to redis');
+    // Ready once built-in agents count as live, so the first message finds them.
+    return connected ? agents.started : undefined;
   });
   return {
     leases,
@@ -142,7 +142,7 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
     ready,
     redisGet: (key) => client.get(key),
     close: async () => {
-      await bus.close();
+      await agents.close();
       await rates.close();
       await leases.close();
       health.close();
@@ -153,19 +153,4 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
       }
     },
   };
-}
-
-/** The in-process agent bus with the built-in and extra agents registered. */
-function memoryAgentBus(
-  config: Config,
-  log: Logger,
-  extraAgents: Readonly<Record<string, AgentHandler>> = {},
-): MemoryAgentBus {
-  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, log);
-  for (const name of config.builtinAgents) {
-    const agent = builtinAgents[name];
-    if (agent) bus.register(name, agent);
-  }
-  for (const [name, agent] of Object.entries(extraAgents)) bus.register(name, agent);
-  return bus;
 }

@@ -3,3 +3,4 @@ export * from './gateway.js';
 export * from './redis.js';
 export * from './processes.js';
 export * from './otlp.js';
+export * from './workers.js';
