@@ -1,0 +1,187 @@
+import { connect as netConnect } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { findRedis, open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient, type TestRedis } from '@wsgw/testkit';
+import { closeAll, eventually, openConcurrently } from './redis-support.js';
+
+/** Issue 3 §3: slots are leases; crashes, pauses, graceful exits and aborted upgrades. */
+describe('connection slots as leases (Redis, real replicas)', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  const started: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+  });
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((r) => r.stop()));
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  async function replicas(n: number, env: Record<string, string>): Promise<GatewayProcess[]> {
+    const list = await Promise.all(Array.from({ length: n }, () => spawnGateway({ REDIS_URL: redis.url, ...env })));
+    started.push(...list);
+    return list;
+  }
+
+  /** Live (unexpired) slots in Redis, by Redis TIME. */
+  async function liveSlots(prefix: string): Promise<number> {
+    const [sec, usec] = await admin.time();
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    return admin.zcount(`${prefix}{slots}:all`, `(${now}`, '+inf');
+  }
+
+  it('frees the slots of a replica killed with SIGKILL within WEBSOCKET_LEASE_SECONDS', async () => {
+    const prefix = uniquePrefix('sigkill');
+    const [a, b] = await replicas(2, { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '2', WEBSOCKET_MAX_CONNECTIONS_PER_USER: '3' });
+    const held = await Promise.all([0, 1, 2].map(() => open(a!.wsUrl('crashy'))));
+    expect((await openConcurrently([b!], () => 'crashy', 1)).rejected[0]?.status).toBe(429);
+    const killedAt = Date.now();
+    a!.signal('SIGKILL');
+    await a!.exited;
+    await Promise.all(held.map((c) => c.closed));
+    // Still counted right after the crash (nothing released them), free once the lease ran out.
+    await eventually(
+      async () => {
+        const { open: opened } = await openConcurrently([b!], () => 'crashy', 1);
+        await closeAll(opened);
+        return opened.length === 1;
+      },
+      5000,
+      'slot freed after lease',
+    );
+    const freedAfter = Date.now() - killedAt;
+    expect(freedAfter).toBeLessThanOrEqual(2000 + 1500);
+  });
+
+  it('frees every slot at once on a graceful exit (SIGTERM)', async () => {
+    const prefix = uniquePrefix('sigterm');
+    const [a] = await replicas(1, { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '60' });
+    const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => open(a!.wsUrl(`graceful-${i}`))));
+    expect(await liveSlots(prefix)).toBe(8);
+    const exit = await a!.stop();
+    expect(exit.code).toBe(0);
+    const codes = await Promise.all(clients.map((c) => c.closed));
+    expect(codes.every((c) => c.code === 1001)).toBe(true);
+    // A 60 s lease: only the release can explain an empty set.
+    expect(await admin.zcard(`${prefix}{slots}:all`)).toBe(0);
+  });
+
+  it('holds nothing for clients that give up in the middle of their upgrade', async () => {
+    const prefix = uniquePrefix('aborted');
+    const [a] = await replicas(1, { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '60', WEBSOCKET_MAX_CONNECTIONS_PER_USER: '1000' });
+    const keeper = await open(a!.wsUrl('keeper'));
+    const attempts = 200;
+    await Promise.all(
+      Array.from({ length: attempts }, (_, i) => abortedUpgrade(a!.port, `quitter-${i % 7}`, i % 4)),
+    );
+    // Every aborted admission released what it took; the one real socket still counts.
+    await eventually(async () => (await liveSlots(prefix)) === 1, 5000, 'aborted upgrades released');
+    expect(await admin.zrange(`${prefix}{slots}:all`, 0, -1)).toHaveLength(1);
+    await keeper.close();
+    await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'closed socket released');
+  });
+
+  it('closes its own sockets when it wakes from a SIGSTOP longer than the lease and its slots were taken', async () => {
+    const prefix = uniquePrefix('sigstop');
+    const env = { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '2', WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2' };
+    const [a, b] = await replicas(2, env);
+    const onA = await Promise.all([open(a!.wsUrl('sleeper')), open(a!.wsUrl('sleeper'))]);
+    a!.signal('SIGSTOP');
+    // Past the lease, B may give the user's two slots to new sockets.
+    let onB: OpenClient[] = [];
+    await eventually(
+      async () => {
+        const { open: opened } = await openConcurrently([b!], () => 'sleeper', 2);
+        if (opened.length === 2) onB = opened;
+        else await closeAll(opened);
+        return opened.length === 2;
+      },
+      8000,
+      'slots taken over after the lease',
+    );
+    a!.signal('SIGCONT');
+    // A notices at its next heartbeat (a third of a lease) and closes what it no longer holds.
+    const closed = await Promise.all(onA.map((c) => c.closed));
+    expect(closed.map((c) => c.code)).toEqual([1011, 1011]);
+    await a!.waitForLog((l) => l['msg'] === 'connection slots were taken over while this replica was away');
+    // B's sockets are untouched and are the ones Redis counts.
+    for (const c of onB) c.send({ agent_type: 'echo', message: 'still here' });
+    for (const c of onB) expect(await c.next()).toMatchObject({ type: 'response', message: 'still here' });
+    expect(await liveSlots(prefix)).toBe(2);
+    await closeAll(onB);
+  });
+
+  it('ends a churn of connects, closes, aborted upgrades and replica kills with Redis counting exactly the open sockets', async () => {
+    const prefix = uniquePrefix('churn');
+    const env = {
+      REDIS_KEY_PREFIX: prefix,
+      WEBSOCKET_LEASE_SECONDS: '2',
+      WEBSOCKET_MAX_CONNECTIONS_PER_USER: '4',
+      WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '150',
+    };
+    const fleet = await replicas(3, env);
+    let live: Array<{ client: OpenClient; replica: GatewayProcess }> = [];
+    let opened = 0;
+    let aborted = 0;
+    for (let wave = 0; wave < 24; wave++) {
+      const up = fleet.filter((r) => r !== undefined);
+      // 60 attempts per wave: connects (some refused by the limits) and aborted upgrades.
+      const attempts = Array.from({ length: 60 }, async (_, i) => {
+        const replica = up[(wave + i) % up.length] as GatewayProcess;
+        const user = `churner-${(wave * 7 + i) % 45}`;
+        if (i % 5 === 0) {
+          aborted++;
+          await abortedUpgrade(replica.port, user, i % 3);
+          return;
+        }
+        const { open: sockets } = await openConcurrently([replica], () => user, 1);
+        for (const client of sockets) {
+          opened++;
+          live.push({ client, replica });
+        }
+      });
+      await Promise.all(attempts);
+      // Close about half of what is open.
+      const closing = live.filter((_, i) => (i + wave) % 2 === 0);
+      live = live.filter((_, i) => (i + wave) % 2 !== 0);
+      await closeAll(closing.map((l) => l.client));
+      if (wave === 8 || wave === 16) {
+        // Kill one replica outright and start a fresh one in its place.
+        const victim = fleet.shift() as GatewayProcess;
+        victim.signal('SIGKILL');
+        await victim.exited;
+        live = live.filter((l) => l.replica !== victim);
+        const fresh = await spawnGateway({ REDIS_URL: redis.url, ...env });
+        started.push(fresh);
+        fleet.push(fresh);
+      }
+    }
+    // Sockets on killed replicas are gone for the client too.
+    live = live.filter((l) => l.client.ws.readyState === l.client.ws.OPEN);
+    expect(opened).toBeGreaterThan(300);
+    expect(aborted).toBeGreaterThan(200);
+    // Killed replicas' slots run out within a lease; releases of closes are asynchronous.
+    await eventually(async () => (await liveSlots(prefix)) === live.length, 6000, `redis counts == ${live.length} open sockets`);
+    await closeAll(live.map((l) => l.client));
+    await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'all released');
+  });
+});
+
+/** Sends an upgrade request and hangs up before (or while) the gateway answers. */
+function abortedUpgrade(port: number, token: string, delayMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = netConnect(port, '127.0.0.1', () => {
+      socket.write(
+        `GET /api/ws/agent?session_token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+      setTimeout(() => socket.destroy(), delayMs);
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve());
+  });
+}
