@@ -2,8 +2,9 @@
 // `npm run bench`: bare uWebSockets.js echo vs one gateway replica, same run, same client.
 // See docs/BENCHMARKS.md. Loopback only; every process it starts is stopped by PID at the end.
 //
-//   node scripts/bench/run.mjs [--quick] [--json FILE] [--workers N] [--duration S]
-//                              [--only bare,redis,embedded,otel,limited] [--cpu-prof]
+//   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
+//                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,limited]
+//                              [--cpu-prof]
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -51,7 +52,7 @@ const plan = {
   only: args.only ? String(args.only).split(',') : ['bare', 'redis', 'embedded', 'otel', 'limited'],
 };
 
-const outDir = path.join(root, '.bench', new Date().toISOString().replace(/[:.]/g, '-'));
+const outDir = args.out ? path.resolve(String(args.out)) : path.join(root, '.bench', new Date().toISOString().replace(/[:.]/g, '-'));
 mkdirSync(outDir, { recursive: true });
 
 let interrupted = false;

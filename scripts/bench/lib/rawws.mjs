@@ -81,6 +81,8 @@ export class RawWebSocket {
     /** @type {(code: number) => void} */
     this.onclose = () => {};
     this.closed = false;
+    this.closing = false;
+    this.closeTimer = undefined;
     this.closeCode = 1006;
     /** performance.now() when the chunk being handled arrived: one clock read per chunk. */
     this.receivedAt = 0;
@@ -89,6 +91,7 @@ export class RawWebSocket {
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', () => {});
     socket.on('close', () => {
+      clearTimeout(this.closeTimer);
       if (!this.closed) {
         this.closed = true;
         this.onclose(this.closeCode);
@@ -136,14 +139,26 @@ export class RawWebSocket {
     return this.socket.write(frame);
   }
 
-  /** Sends a close frame and half-closes; the server's close finishes the job. */
+  /**
+   * Closing handshake, then a TCP reset instead of a FIN. The server sees a normal WebSocket
+   * close; the reset keeps the connection out of TIME_WAIT, where tens of thousands of storm
+   * connections would otherwise pin the machine's loopback ephemeral ports for a minute (the box
+   * is shared with other test runs).
+   */
   close(code = 1000) {
-    if (this.closed || this.socket.destroyed) return;
+    if (this.closed || this.socket.destroyed || this.closing) return;
+    this.closing = true;
     const frame = Buffer.alloc(2 + MASK_KEY_BYTES + 2);
     frame[0] = 0x80 | OP_CLOSE;
     frame[1] = 0x80 | 2;
     frame.writeUInt16BE(code, 2 + MASK_KEY_BYTES);
-    this.socket.end(frame);
+    this.socket.write(frame);
+    this.closeTimer = setTimeout(() => this.reset(), 2000);
+  }
+
+  reset() {
+    clearTimeout(this.closeTimer);
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }
 
   /** Drops the TCP connection at once (no close handshake). */
@@ -190,7 +205,8 @@ export class RawWebSocket {
         }
       } else if (opcode === OP_CLOSE) {
         this.closeCode = len >= 2 ? payload.readUInt16BE(0) : 1005;
-        this.socket.end();
+        if (this.closing) this.reset();
+        else this.socket.end(); // the server closed first: answer with a FIN
       } else if (opcode === OP_PING) {
         const pong = Buffer.alloc(2 + MASK_KEY_BYTES + len);
         pong[0] = 0x80 | OP_PONG;
