@@ -22,6 +22,7 @@ import {
   RedisUpgradeThrottle,
   type RedisClient,
 } from '@wsgw/redis';
+import { instrumentRedisClient } from '@wsgw/telemetry';
 import { memoryAgentBus, redisAgents } from './agents.js';
 
 /** The shared-state ports, chosen by mode: in-process (embedded) or Redis. */
@@ -89,7 +90,11 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   if (!redis) throw new Error('redisStores needs REDIS_URL');
   const { metrics } = options;
   const limitsLog = log.child({ component: 'limits' });
-  const client: RedisClient = createRedisClient(redis.url, { connectionName: `wsgw:${config.replicaId}` });
+  // Every command timed into db.client.operation.duration, and a child span inside a traced upgrade/message.
+  const client: RedisClient = instrumentRedisClient(
+    createRedisClient(redis.url, { connectionName: `wsgw:${config.replicaId}` }),
+    metrics,
+  );
   // On Redis Cluster the message windows spread over 16 hash tags (one script call per tag per turn).
   const keys = redisKeys(redis.keyPrefix, { rateShards: isClusterUrl(redis.url) ? 16 : 1 });
   const health = new RedisHealth(client, limitsLog);
