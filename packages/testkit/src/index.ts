@@ -4,3 +4,4 @@ export * from './redis.js';
 export * from './processes.js';
 export * from './otlp.js';
 export * from './workers.js';
+export * from './proxy.js';

@@ -37,6 +37,11 @@ export class FailoverConnectionLeases implements ConnectionLeases {
         return decision;
       } catch (err) {
         this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
+        const decision = this.fallback(connectionId, userId);
+        // The failed call may have taken the slot before its reply was lost: give it back (by id,
+        // once Redis answers) unless the fallback granted it, which the restore registers anyway.
+        if (!decision.granted) await this.redis.release(connectionId, userId);
+        return decision;
       }
     }
     return this.fallback(connectionId, userId);
