@@ -3,12 +3,20 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** @returns {{name: string, where: string, selfPct: number, totalPct: number}[]} */
+/**
+ * @returns {{name: string, where: string, selfPct: number, totalPct: number}[]} percentages of
+ *   the non-idle samples: self = in the function itself (native calls it makes count as its own),
+ *   total = anywhere below it on the stack
+ */
 export function topFunctions(profile, n = 25) {
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfHits = new Map();
   for (const id of profile.samples) selfHits.set(id, (selfHits.get(id) ?? 0) + 1);
-  const total = profile.samples.length || 1;
+  // Percentages are of the samples where the process was doing something: (idle) is dropped.
+  const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
+  let total = 0;
+  for (const id of profile.samples) if (!idleIds.has(id)) total++;
+  total ||= 1;
 
   const keyOf = (node) => {
     const f = node.callFrame;
@@ -22,7 +30,7 @@ export function topFunctions(profile, n = 25) {
   const inclusive = new Map();
   for (const [id, hits] of selfHits) {
     const node = nodes.get(id);
-    if (!node) continue;
+    if (!node || idleIds.has(id)) continue;
     self.set(keyOf(node), (self.get(keyOf(node)) ?? 0) + hits);
     // Count each function once per stack for inclusive time, even when it recurses.
     const seen = new Set();

@@ -4,7 +4,7 @@
 //
 //   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
 //                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,limited]
-//                              [--cpu-prof]
+//                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -43,7 +43,8 @@ const plan = {
   quick,
   workers: Number(args.workers ?? 2),
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
-  durationS: Number(args.duration ?? (quick ? 1 : 8)),
+  durationS: Number(args.duration ?? (quick ? 1 : 5)),
+  rounds: Number(args.rounds ?? (quick ? 1 : 3)),
   throughput: { conns: quick ? 20 : 100, inflight: 8 },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
@@ -97,6 +98,7 @@ async function main() {
       client: 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       warmupS: plan.warmupS,
       durationS: plan.durationS,
+      rounds: plan.rounds,
       scenarios: {
         throughput: plan.throughput,
         latency: plan.latency,
@@ -109,42 +111,17 @@ async function main() {
     targets: {},
   };
 
-  const redis = await startRedis(outDir);
   const sink = await startOtlpSink();
   report.meta.redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
 
   if (args['cpu-prof']) {
+    const redis = args['cpu-prof'] === 'embedded' ? null : await startRedis(workDirFor('redis-profile'));
     report.profile = await profileGateway(redis, gatewayMain);
+    if (redis) await stopProcess(redis.child);
   } else {
-    const full = ['idle', 'throughput', 'latency', 'storm'];
-    const targets = [
-      { key: 'bare', label: '(a) bare uWS echo', start: () => startBare(), scenarios: full },
-      { key: 'redis', label: '(b) gateway, Redis, telemetry off', start: () => startGateway(gatewayMain, 'redis', gatewayEnv({ redis })), scenarios: full, redis },
-      { key: 'embedded', label: 'gateway, embedded, telemetry off', start: () => startGateway(gatewayMain, 'embedded', gatewayEnv({})), scenarios: full },
-      {
-        key: 'otel',
-        label: 'gateway, Redis, telemetry on (OTLP)',
-        start: () => startGateway(gatewayMain, 'otel', gatewayEnv({ redis, otlp: sink.url })),
-        scenarios: ['throughput'],
-        redis,
-        sink,
-      },
-      {
-        key: 'limited',
-        label: 'gateway, Redis, one user over its limit',
-        start: () => startGateway(gatewayMain, 'limited', gatewayEnv({ redis, perSecond: plan.limited.perSecond })),
-        scenarios: ['limited'],
-        redis,
-      },
-    ].filter((t) => plan.only.includes(t.key));
-
-    for (const target of targets) {
-      if (interrupted) break;
-      report.targets[target.key] = await runTarget(target);
-    }
+    await runAll(report, gatewayMain, sink);
   }
 
-  await stopProcess(redis.child);
   await sink.close();
   report.meta.loadAverageEnd = loadAverage();
   report.checks = evaluateTargets(report);
@@ -158,39 +135,103 @@ async function main() {
 
 // --- targets ---------------------------------------------------------------------------------
 
-async function runTarget(target) {
-  process.stderr.write(`-- ${target.label}\n`);
-  const result = { label: target.label, scenarios: {} };
-  let server;
+/**
+ * Every server is started first, each Redis-mode gateway with a redis-server of its own (so Redis
+ * CPU and command counts belong to one gateway). Idle memory is measured first, on fresh
+ * processes. Then the load scenarios run in rounds, targets interleaved, so a burst of load from
+ * elsewhere on a shared machine hits every target alike; each figure is the median round.
+ */
+async function runAll(report, gatewayMain, sink) {
+  const full = ['idle', 'throughput', 'latency', 'storm'];
+  const withRedis = async (key) => startRedis(workDirFor(`redis-${key}`));
+  const defs = [
+    { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => startBare() },
+    { key: 'redis', label: '(b) gateway, Redis, telemetry off', scenarios: full, redis: true, start: (t) => startGateway(gatewayMain, 'redis', gatewayEnv({ redis: t.redis })) },
+    { key: 'embedded', label: 'gateway, embedded, telemetry off', scenarios: full, start: () => startGateway(gatewayMain, 'embedded', gatewayEnv({})) },
+    {
+      key: 'otel',
+      label: 'gateway, Redis, telemetry on (OTLP)',
+      scenarios: ['throughput'],
+      redis: true,
+      sink,
+      start: (t) => startGateway(gatewayMain, 'otel', gatewayEnv({ redis: t.redis, otlp: sink.url })),
+    },
+    {
+      key: 'limited',
+      label: 'gateway, Redis, one user over its limit',
+      scenarios: ['limited'],
+      redis: true,
+      start: (t) => startGateway(gatewayMain, 'limited', gatewayEnv({ redis: t.redis, perSecond: plan.limited.perSecond })),
+    },
+  ].filter((t) => plan.only.includes(t.key));
+
   try {
-    server = await target.start();
-    result.pid = server.child.pid;
-    for (const name of target.scenarios) {
-      if (interrupted) break;
-      process.stderr.write(`   ${name}...`);
+    for (const t of defs) {
+      t.result = { label: t.label, scenarios: {}, rounds: {} };
+      report.targets[t.key] = t.result;
       try {
-        const r = await runScenario(name, server, target);
-        result.scenarios[name] = r;
-        process.stderr.write(` ${summary(name, r)}\n`);
+        if (t.redis) t.redis = await withRedis(t.key);
+        t.server = await t.start(t);
+        t.result.pid = t.server.child.pid;
+        if (t.redis) t.result.redisPid = t.redis.child.pid;
       } catch (err) {
-        result.scenarios[name] = { error: String(err instanceof Error ? err.message : err) };
-        process.stderr.write(` error: ${result.scenarios[name].error}\n`);
-      }
-      if (server.child.exitCode !== null || server.child.signalCode !== null) {
-        throw new Error(`server exited during ${name}: ${server.tail()}`);
+        t.result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
+        process.stderr.write(`-- ${t.label}: failed to start: ${t.result.error}\n`);
       }
     }
-    if (target.sink) result.otlpReceived = target.sink.snapshot();
-  } catch (err) {
-    result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
-    process.stderr.write(`   target failed: ${result.error}\n`);
+    const live = () => defs.filter((t) => t.server && !t.result.error);
+
+    for (const t of live()) if (t.scenarios.includes('idle')) await runOne(t, 'idle');
+    for (let round = 0; round < plan.rounds && !interrupted; round++) {
+      for (const name of ['throughput', 'latency', 'storm', 'limited']) {
+        const order = live().filter((t) => t.scenarios.includes(name));
+        // Rotate who goes first, so no target always runs right after the same neighbour.
+        for (let i = 0; i < order.length && !interrupted; i++) await runOne(order[(i + round) % order.length], name, round);
+      }
+    }
+    for (const t of defs) {
+      for (const [name, runs] of Object.entries(t.result.rounds)) t.result.scenarios[name] = medianRun(name, runs);
+      if (t.sink) t.result.otlpReceived = t.sink.snapshot();
+    }
   } finally {
-    if (server) {
-      const code = await stopProcess(server.child, 15_000);
-      result.exitCode = code;
+    for (const t of defs) {
+      if (t.server) t.result.exitCode = await stopProcess(t.server.child, 15_000);
+      if (t.redis?.child) await stopProcess(t.redis.child);
     }
   }
-  return result;
+}
+
+async function runOne(t, name, round) {
+  if (t.result.error) return;
+  process.stderr.write(`   ${t.label}: ${name}${round === undefined ? '' : ` (round ${round + 1}/${plan.rounds})`}...`);
+  let r;
+  try {
+    r = await runScenario(name, t.server, t);
+    process.stderr.write(` ${summary(name, r)}\n`);
+  } catch (err) {
+    r = { error: String(err instanceof Error ? err.message : err) };
+    process.stderr.write(` error: ${r.error}\n`);
+  }
+  (t.result.rounds[name] ??= []).push(r);
+  if (t.server.child.exitCode !== null || t.server.child.signalCode !== null) {
+    t.result.error = `server exited during ${name}: ${t.server.tail()}`;
+  }
+}
+
+/** The round with the median primary figure (the lower middle for an even count), whole. */
+function medianRun(name, runs) {
+  const ok = runs.filter((r) => !r.error);
+  if (ok.length === 0) return runs[0];
+  const key = name === 'storm' ? 'upgradesPerSec' : name === 'latency' ? 'p99Ms' : name === 'idle' ? 'bytesPerConn' : 'msgsPerSec';
+  const sorted = [...ok].sort((x, y) => (x[key] ?? 0) - (y[key] ?? 0));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  return ok.length > 1 ? { ...median, medianOf: ok.length, allRounds: ok.map((r) => r[key]) } : median;
+}
+
+function workDirFor(name) {
+  const dir = path.join(outDir, name);
+  mkdirSync(dir, { recursive: true });
+  return dir;
 }
 
 function summary(name, r) {
@@ -448,9 +489,9 @@ async function runIdle(server, target, spec) {
 async function profileGateway(redis, gatewayMain) {
   const profDir = path.join(outDir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
-  const target = { key: 'profile', label: 'gateway, Redis, under --cpu-prof', redis };
+  const target = { key: 'profile', label: `gateway, ${redis ? 'Redis' : 'embedded'}, under --cpu-prof`, redis: redis ?? undefined };
   process.stderr.write(`-- ${target.label}\n`);
-  const server = await startGateway(gatewayMain, 'profile', gatewayEnv({ redis }), ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  const server = await startGateway(gatewayMain, 'profile', gatewayEnv({ redis: redis ?? undefined }), ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
   let throughput;
   try {
     throughput = await runScenario('throughput', server, target);

@@ -65,7 +65,8 @@ export function printReport(report, out) {
     w();
     w(`CPU profile of the gateway under the throughput load: ${report.profile.file ?? report.profile.error}`);
     const t = report.profile.throughput;
-    if (t) w(`  (under the profiler: ${t.msgsPerSec} msgs/s, server CPU ${t.serverCpuUtil} of a core)`);
+    if (t) w(`  (under the profiler: ${t.msgsPerSec} msgs/s, p50 ${t.p50Ms} ms, server CPU ${t.serverCpuUtil} of a core, Redis commands/msg ${t.redisCallsPerMsg})`);
+    w('  self%   total%  function (percent of non-idle samples, whole process life)');
     for (const f of report.profile.top ?? []) w(`  ${pad(`${f.selfPct}%`, 7)} ${pad(`${f.totalPct}%`, 7)}  ${f.name}  ${f.where}`);
     return;
   }
@@ -91,7 +92,8 @@ export function printReport(report, out) {
           `  Redis CPU ${r.redisCpuS} s  ${fmt(r.msgsPerCpuSecond)} msgs/CPU-s  client ${r.clientCpuUsPerMsg} us/msg` +
           (r.redisCallsPerMsg !== null ? `  Redis cmds/msg ${r.redisCallsPerMsg} (limits ${r.redisLimitCallsPerMsg})` : '') +
           (Object.keys(r.errors).length ? `  errors ${JSON.stringify(r.errors)}` : '') +
-          `  machine busy ${Math.round(r.machineBusy * 100)}%  load ${r.loadAverage.join(' ')}`,
+          `  machine busy ${Math.round(r.machineBusy * 100)}%  load ${r.loadAverage.join(' ')}` +
+          rounds(r, name === 'latency' ? 'p99 ms' : 'msgs/s'),
       ]);
     }
     if (s.storm) {
@@ -104,7 +106,8 @@ export function printReport(report, out) {
           : `${fmt(r.upgradesPerSec)} upgrades/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core)  Redis CPU ${r.redisCpuS} s` +
             (r.redisCallsPerUpgrade !== null ? `  Redis cmds/upgrade ${r.redisCallsPerUpgrade}` : '') +
             (Object.keys(r.rejected).length ? `  refused ${JSON.stringify(r.rejected)}` : '') +
-            `  machine busy ${Math.round(r.machineBusy * 100)}%`,
+            `  machine busy ${Math.round(r.machineBusy * 100)}%` +
+            rounds(r, 'upgrades/s'),
       ]);
     }
     if (s.idle) {
@@ -140,6 +143,11 @@ export function printReport(report, out) {
         ` light-load p99 added ${num(e.latency?.p99Ms) !== null && num(a.latency?.p99Ms) !== null ? Math.round((e.latency.p99Ms - a.latency.p99Ms) * 1000) / 1000 : '-'} ms`,
     );
   }
+}
+
+/** Which round the figure is, when there were several. */
+function rounds(r, unit) {
+  return r.medianOf ? `  [median of ${r.medianOf} rounds by ${unit}: ${r.allRounds.join(', ')}]` : '';
 }
 
 function pad(s, n) {
