@@ -32,6 +32,12 @@ function send(msg) {
 async function handle(msg) {
   switch (msg.cmd) {
     case 'prepare':
+      if (msg.append && current) {
+        // More idle sockets on top of the ones already open (memory is measured at two sizes).
+        await current.openMore(msg.conns, msg.tokenPrefix);
+        send({ ev: 'ready', ...current.readyInfo() });
+        break;
+      }
       current = makeScenario(msg);
       await current.prepare();
       send({ ev: 'ready', ...current.readyInfo() });
@@ -119,12 +125,12 @@ function makeScenario(spec) {
     }
   };
 
-  const openMany = async (n) => {
+  const openMany = async (n, tokenPrefix = spec.tokenPrefix) => {
     let next = 0;
     const lane = async () => {
       while (next < n) {
         const i = next++;
-        const ws = await openOne(`${spec.tokenPrefix}-${i}`);
+        const ws = await openOne(`${tokenPrefix}-${i}`);
         if (ws) sockets.push(ws);
       }
     };
@@ -196,6 +202,11 @@ function makeScenario(spec) {
         if (spec.kind === 'echo') for (const ws of sockets) attachEcho(ws);
         else for (const ws of sockets) ws.onclose = (code) => (c.closes[code] = (c.closes[code] ?? 0) + 1);
       }
+    },
+    async openMore(n, tokenPrefix) {
+      const before = sockets.length;
+      await openMany(n, tokenPrefix);
+      for (const ws of sockets.slice(before)) ws.onclose = (code) => (c.closes[code] = (c.closes[code] ?? 0) + 1);
     },
     readyInfo() {
       return { opened: sockets.length, failures };

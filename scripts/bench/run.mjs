@@ -456,14 +456,28 @@ async function runStorm(server, target, spec) {
   };
 }
 
+/**
+ * RSS delta / N after opening N idle sockets on a fresh server (the figure the targets use), and
+ * the marginal cost per socket between N/2 and N, which leaves out one-off growth (heap pages,
+ * descriptor tables) that a small N would smear over few sockets.
+ */
 async function runIdle(server, target, spec) {
   await sleep(300);
   const rssBefore = rssBytes(server.child.pid);
   const redisBefore = target.redis ? await redisUsedMemory(target.redis.port) : 0;
-  const specs = split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}` }));
+  const half = Math.floor(spec.conns / 2);
   const t0 = performance.now();
-  const active = await prepare(specs);
-  const connectS = (performance.now() - t0) / 1000;
+  let active = await prepare(split(half).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}a` })));
+  await sleep(spec.settleS * 1000);
+  const rssHalf = rssBytes(server.child.pid);
+  const openedHalf = active.reduce((n, w) => n + w.lastReady.opened, 0);
+  const t1 = performance.now();
+  active = await prepare(
+    split(spec.conns - half).map((conns, i) =>
+      conns === 0 && !active.includes(workers[i]) ? null : { ...spec, conns, append: true, tokenPrefix: `${spec.tag}-w${i}b` },
+    ),
+  );
+  const connectS = (performance.now() - t1 + (t1 - t0)) / 1000 - spec.settleS;
   const opened = active.reduce((n, w) => n + w.lastReady.opened, 0);
   await sleep(spec.settleS * 1000);
   const rssAfter = rssBytes(server.child.pid);
@@ -478,6 +492,7 @@ async function runIdle(server, target, spec) {
     rssBeforeMiB: round(rssBefore / 2 ** 20, 1),
     rssAfterMiB: round(rssAfter / 2 ** 20, 1),
     bytesPerConn: round((rssAfter - rssBefore) / opened, 0),
+    marginalBytesPerConn: opened > openedHalf ? round((rssAfter - rssHalf) / (opened - openedHalf), 0) : null,
     redisBytesPerConn: target.redis ? round((redisAfter - redisBefore) / opened, 0) : null,
     connectS: round(connectS, 2),
     closedWhileIdle: merged.closes,

@@ -117,7 +117,7 @@ export function printReport(report, out) {
         `idle sockets`,
         r.error
           ? `error: ${r.error}`
-          : `${r.conns} sockets: RSS ${r.rssBeforeMiB} -> ${r.rssAfterMiB} MiB = ${fmt(r.bytesPerConn)} B/socket` +
+          : `${r.conns} sockets: RSS ${r.rssBeforeMiB} -> ${r.rssAfterMiB} MiB = ${fmt(r.bytesPerConn)} B/socket (marginal ${fmt(r.marginalBytesPerConn)} B/socket over the second half)` +
             (r.redisBytesPerConn !== null ? `  Redis ${fmt(r.redisBytesPerConn)} B/socket` : '') +
             `  (connected in ${r.connectS} s)`,
       ]);
@@ -132,6 +132,21 @@ export function printReport(report, out) {
   for (const c of report.checks) {
     const verdict = c.pass === null ? 'N/A ' : c.pass ? 'PASS' : 'FAIL';
     w(`  ${verdict}  ${c.what}: ${c.value ?? 'not measured'} (target ${c.goal})${c.note ? `; ${c.note}` : ''}`);
+  }
+  const bt = report.targets.bare?.scenarios?.throughput;
+  const gt = report.targets.redis?.scenarios?.throughput;
+  if (bt && !bt.error) {
+    w('Is the client the bottleneck?');
+    w(
+      `  client: ${bt.clientCpuUsPerMsg} us CPU per message against the bare server (${gt?.clientCpuUsPerMsg ?? '-'} us against the gateway);` +
+        ` bare server ${bt.serverCpuUsPerMsg} us/msg, gateway ${gt?.serverCpuUsPerMsg ?? '-'} us/msg.`,
+    );
+    w(
+      `  bare server busy ${bt.serverCpuUtil} of a core, gateway ${gt?.serverCpuUtil ?? '-'} of a core, machine ${Math.round(bt.machineBusy * 100)}% busy during (a).` +
+        (bt.serverCpuUtil < 0.9
+          ? ' The bare server was NOT saturated: (a) is bounded by the client and the other processes sharing the cores, so it understates bare uWS and the b/a message ratios flatter the gateway; messages per CPU-second is the fairer comparison.'
+          : ' The bare server was saturated: (a) is its capacity on this box.'),
+    );
   }
   const e = report.targets.embedded?.scenarios;
   const a = report.targets.bare?.scenarios;
