@@ -97,7 +97,13 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   );
   // On Redis Cluster the message windows spread over 16 hash tags (one script call per tag per turn).
   const keys = redisKeys(redis.keyPrefix, { rateShards: isClusterUrl(redis.url) ? 16 : 1 });
-  const health = new RedisHealth(client, limitsLog);
+  // Limits get a connection of their own: their decisions never queue behind agent traffic, so a
+  // timeout on it means Redis is slow or gone, not that this replica is busy publishing.
+  const limitsClient: RedisClient = instrumentRedisClient(
+    createRedisClient(redis.url, { connectionName: `wsgw:${config.replicaId}:limits` }),
+    metrics,
+  );
+  const health = new RedisHealth(limitsClient, limitsLog);
   const mode = config.limits.failureMode;
   const limits = {
     maxPerUser: config.limits.maxConnectionsPerUser,
@@ -105,7 +111,7 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   };
   const windows = { perSecond: config.limits.maxMessagesPerSecond, perMinute: config.limits.maxMessagesPerMinute };
 
-  const redisLeases = new RedisConnectionLeases(client, health, limitsLog, {
+  const redisLeases = new RedisConnectionLeases(limitsClient, health, limitsLog, {
     keys,
     ...limits,
     leaseMs: config.leaseSeconds * 1000,
@@ -119,7 +125,7 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
     limitsLog,
   );
   const rates = new FailoverRateLimiter(
-    new RedisRateLimiter(client, health, { keys, ...windows }),
+    new RedisRateLimiter(limitsClient, health, { keys, ...windows }),
     new MemoryRateLimiter(windows),
     health,
     mode,
@@ -127,12 +133,12 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   );
   const failures = config.limits.sessionFailuresPerMinute;
   const throttle =
-    failures > 0 ? new RedisUpgradeThrottle(client, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
+    failures > 0 ? new RedisUpgradeThrottle(limitsClient, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
   // Agents take the Redis Streams road; built-in agents run as agent-sdk workers in this process.
   const agents = redisAgents(config, log, { client, keys, metrics, extraAgents: options.extraAgents });
   const bus = agents.bus;
 
-  const ready = connectRedis(client).then((connected) => {
+  const ready = Promise.all([connectRedis(limitsClient), connectRedis(client)]).then(([connected]) => {
     if (!connected) health.startDown();
     else log.info({ cluster: isClusterUrl(redis.url) }, 'connected to redis');
     // Ready once built-in agents count as live, so the first message finds them.
@@ -151,10 +157,12 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
       await rates.close();
       await leases.close();
       health.close();
-      try {
-        await client.quit();
-      } catch {
-        client.disconnect();
+      for (const c of [limitsClient, client]) {
+        try {
+          await c.quit();
+        } catch {
+          c.disconnect();
+        }
       }
     },
   };

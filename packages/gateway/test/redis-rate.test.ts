@@ -1,0 +1,203 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { findRedis, open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient, type TestRedis } from '@wsgw/testkit';
+
+const hasFaketime = spawnSync('faketime', ['-f', '+0s', 'true']).status === 0;
+
+/** Sends `count` echo messages at once and counts what came back: accepted replies and denials. */
+async function burst(
+  client: OpenClient,
+  count: number,
+  tag: string,
+  kind: 'echo' | 'invalid' = 'echo',
+): Promise<{ accepted: number; denied: Array<Record<string, unknown>> }> {
+  for (let i = 0; i < count; i++) {
+    // An invalid frame still counts toward the limit (CONTRACT §5) and never reaches an agent.
+    if (kind === 'invalid') client.send({ id: `${tag}-${i}` });
+    else client.send({ agent_type: 'echo', message: `${tag}-${i}`, id: `${tag}-${i}` });
+  }
+  let accepted = 0;
+  const denied: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < count; i++) {
+    const frame = await client.next(10_000);
+    if (frame['type'] === 'response' || frame['code'] === 'invalid_message') accepted++;
+    else if (frame['code'] === 'rate_limited') denied.push(frame);
+    else throw new Error(`unexpected frame ${JSON.stringify(frame)}`);
+  }
+  return { accepted, denied };
+}
+
+async function redisNow(admin: Redis): Promise<number> {
+  const [sec, usec] = await admin.time();
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+}
+
+/** Waits until Redis' clock (the one every replica uses) shows `ms` past a whole second. */
+async function untilRedisMsOfSecond(admin: Redis, ms: number): Promise<number> {
+  const now = await redisNow(admin);
+  const target = now - (now % 1000) + ms + (now % 1000 >= ms - 50 ? 1000 : 0);
+  await new Promise((r) => setTimeout(r, target - now));
+  return target;
+}
+
+async function commandStats(admin: Redis): Promise<Record<string, number>> {
+  const info = await admin.info('commandstats');
+  const calls: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1] as string] = Number(m[2]);
+  return calls;
+}
+
+/** Issue 3 §4 and §5: one user's windows are shared by every replica, on Redis' clock, cheaply. */
+describe('message rate across replicas (Redis)', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  let replicas: GatewayProcess[] = [];
+  const prefix = uniquePrefix('rate');
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+    const env = {
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: prefix,
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '5',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '12',
+      WEBSOCKET_MAX_CONNECTIONS_PER_USER: '10',
+      WEBSOCKET_LEASE_SECONDS: '60',
+    };
+    // The third replica's clock is 30 s ahead (libfaketime); limits must not notice.
+    const skewed = hasFaketime
+      ? spawnGateway(env, { wrapper: ['faketime', '-f', '+30s'], wrapperEnv: { FAKETIME_DONT_FAKE_MONOTONIC: '1' } })
+      : spawnGateway(env);
+    replicas = await Promise.all([spawnGateway(env), spawnGateway(env), skewed]);
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await redis?.stop();
+  });
+
+  it('runs the third replica 30 s in the future (faketime)', async () => {
+    expect(hasFaketime, 'faketime is not installed (apt-get install -y faketime)').toBe(true);
+    const line = replicas[2]!.logs().find((l) => l['msg'] === 'gateway listening');
+    const skew = Date.parse(String(line?.['time'])) - Date.now();
+    expect(skew).toBeGreaterThan(25_000);
+  });
+
+  it('shares one sliding 1 s window: bursts on both sides of a second boundary get 5 in total', async () => {
+    const [a, b, c] = replicas as [GatewayProcess, GatewayProcess, GatewayProcess];
+    const token = 'boundary';
+    const onA = await open(a.wsUrl(token));
+    const onB = await open(b.wsUrl(token));
+    const onC = await open(c.wsUrl(token));
+
+    // x.800: 4 + 4 from two replicas (one of them 30 s off) at once.
+    await untilRedisMsOfSecond(admin, 800);
+    const [fromA, fromC] = await Promise.all([burst(onA, 4, 'a1'), burst(onC, 4, 'c1')]);
+    expect(fromA.accepted + fromC.accepted).toBe(5);
+    // (x+1).100: a new second on every wall clock, but not 1 s since those 5: nothing passes.
+    await untilRedisMsOfSecond(admin, 100);
+    const [fromB, fromA2] = await Promise.all([burst(onB, 4, 'b2'), burst(onA, 4, 'a2')]);
+    expect(fromB.accepted + fromA2.accepted).toBe(0);
+    for (const d of [...fromB.denied, ...fromA2.denied]) {
+      expect(Number(d['retry_after_ms'])).toBeGreaterThan(0);
+      expect(Number(d['retry_after_ms'])).toBeLessThanOrEqual(1000);
+    }
+
+    // Redis' record of accepted messages: never more than 5 in any 1000 ms.
+    const times = (await admin.keys(`${prefix}{rate:0}:log:*`)).length;
+    expect(times).toBe(1);
+    const log = (await admin.lrange((await admin.keys(`${prefix}{rate:0}:log:*`))[0] as string, 0, -1)).map(Number);
+    expect(log).toHaveLength(5);
+    for (let i = 0; i + 5 < log.length; i++) expect((log[i] as number) - (log[i + 5] as number)).toBeGreaterThanOrEqual(1000);
+    await Promise.all([onA.close(), onB.close(), onC.close()]);
+  });
+
+  it('shares the 60 s window: 12 a minute over three replicas, then a denial for most of a minute', async () => {
+    const [a, b, c] = replicas as [GatewayProcess, GatewayProcess, GatewayProcess];
+    const token = 'minute';
+    const sockets = await Promise.all([open(a.wsUrl(token)), open(b.wsUrl(token)), open(c.wsUrl(token))]);
+    let accepted = 0;
+    const denied: Array<Record<string, unknown>> = [];
+    for (const [i, socket] of sockets.entries()) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 1050));
+      const r = await burst(socket, 5, `m${i}`);
+      accepted += r.accepted;
+      denied.push(...r.denied);
+    }
+    expect(accepted).toBe(12);
+    expect(denied).toHaveLength(3);
+    for (const d of denied) expect(Number(d['retry_after_ms'])).toBeGreaterThan(55_000);
+    await Promise.all(sockets.map((s) => s.close()));
+  });
+
+  it('costs no Redis call per message from a user already over the limit', async () => {
+    const [a] = replicas as [GatewayProcess];
+    const flooder = await open(a.wsUrl('flooder'));
+    // 12 a minute (5 a second): after 5 + 5 + 2 the user is limited for most of a minute.
+    let accepted = 0;
+    for (const [i, n] of [5, 5, 4].entries()) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 1050));
+      accepted += (await burst(flooder, n, `f1-${i}`)).accepted;
+    }
+    expect(accepted).toBe(12);
+    // More sockets of the same user (each may take 12 denials a minute before it is closed with 1008).
+    const more = await Promise.all([0, 1, 2, 3].map(() => open(a.wsUrl('flooder'))));
+    const before = await commandStats(admin);
+    const floods = await Promise.all([flooder, ...more].map((s, i) => burst(s, 10, `f2-${i}`)));
+    expect(floods.reduce((n, f) => n + f.denied.length, 0)).toBe(50);
+    const after = await commandStats(admin);
+    // No decision reached Redis (LINDEX runs only inside rate_consume), and no script call was
+    // made for them (one heartbeat of the 60 s leases could fall in this window).
+    expect((after['lindex'] ?? 0) - (before['lindex'] ?? 0)).toBe(0);
+    const scripts = (s: Record<string, number>) => (s['evalsha'] ?? 0) + (s['eval'] ?? 0);
+    expect(scripts(after) - scripts(before)).toBeLessThanOrEqual(1);
+    await Promise.all([flooder, ...more].map((s) => s.close()));
+  });
+});
+
+describe('message rate cost under load (Redis INFO commandstats)', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  let replicas: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+    const env = {
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: uniquePrefix('cost'),
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '100000',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000',
+      WEBSOCKET_LEASE_SECONDS: '60',
+    };
+    replicas = await Promise.all([spawnGateway(env), spawnGateway(env)]);
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await redis?.stop();
+  });
+
+  it('makes at most 0.1 Redis round trips per accepted message', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => open((replicas[i % 2] as GatewayProcess).wsUrl(`loader-${i % 20}`))),
+    );
+    const before = await commandStats(admin);
+    const perClient = 250;
+    // Frames that pass the limiter and stop there (invalid_message): only the limits talk to Redis.
+    const results = await Promise.all(clients.map((c, i) => burst(c, perClient, `l${i}`, 'invalid')));
+    const after = await commandStats(admin);
+    const accepted = results.reduce((n, r) => n + r.accepted, 0);
+    expect(accepted).toBe(40 * perClient);
+    // Every script call counts (rate batches, and any heartbeat), and any other command too.
+    const total = (s: Record<string, number>) =>
+      Object.entries(s)
+        .filter(([cmd]) => ['evalsha', 'eval', 'ping', 'get', 'set', 'multi', 'exec'].includes(cmd))
+        .reduce((n, [, v]) => n + v, 0);
+    const roundTrips = total(after) - total(before);
+    const perMessage = roundTrips / accepted;
+    console.log(`rate cost: ${roundTrips} Redis calls for ${accepted} accepted messages = ${perMessage.toFixed(4)} per message`);
+    expect(perMessage).toBeLessThanOrEqual(0.1);
+    await Promise.all(clients.map((c) => c.close()));
+  });
+});
