@@ -20,6 +20,7 @@ import {
   killAllOwned,
   loadAverage,
   machineCpu,
+  monitorSample,
   redisUsedMemory,
   rssBytes,
   spawnOwned,
@@ -45,6 +46,7 @@ const plan = {
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
+  monitorMs: quick ? 300 : 1000,
   throughput: { conns: quick ? 20 : 100, inflight: 8 },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
@@ -345,7 +347,7 @@ async function prepare(specs) {
 }
 
 /** Measures a window: resources before/after, worker stats merged. */
-async function measure(active, server, target) {
+async function measure(active, server, target, options = {}) {
   const redisPid = target.redis?.child.pid;
   const before = {
     server: cpuSeconds(server.child.pid),
@@ -363,8 +365,10 @@ async function measure(active, server, target) {
     redis: redisPid ? cpuSeconds(redisPid) : 0,
     machine: machineCpu(),
   };
-  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
+  // Commandstats first: the MONITOR sample below runs while the load goes on, outside the window.
   after.calls = target.redis ? await commandCalls(target.redis.port) : {};
+  const monitor = target.redis && options.monitor ? await monitorSample(target.redis.port, plan.monitorMs) : null;
+  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
   await Promise.all(active.map((w) => w.waitFor('done', 30_000)));
   const merged = mergeStats(stats);
   const calls = diffCalls(before.calls, after.calls);
@@ -377,6 +381,7 @@ async function measure(active, server, target) {
     machineBusy: round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 2),
     loadAverage: before.load,
     redisCalls: calls,
+    monitor,
     merged,
   };
 }
@@ -390,10 +395,27 @@ async function runEcho(server, target, spec) {
   if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} sockets opened: ${JSON.stringify(active.map((w) => w.lastReady.failures))}`);
   for (const w of active) w.proc.send({ cmd: 'go' });
   await sleep(plan.warmupS * 1000);
-  const m = await measure(active, server, target);
+  const m = await measure(active, server, target, { monitor: !spec.oneUser });
   const { merged } = m;
   const hist = Histogram.merge(merged.hists);
   const accepted = merged.ok;
+  // Round trips: the share of commands that clients sent (not run inside scripts), from MONITOR,
+  // applied to the window's commandstats total.
+  let topLevelPerMsg = null;
+  let topLevelBreakdown = null;
+  if (m.monitor && accepted) {
+    const top = sumCalls(m.monitor.topLevel, /.*/);
+    const all = top + sumCalls(m.monitor.inScripts, /.*/);
+    const perMsg = sumCalls(m.redisCalls, /.*/) / accepted;
+    if (all > 0) {
+      topLevelPerMsg = round((perMsg * top) / all, 4);
+      topLevelBreakdown = Object.fromEntries(
+        Object.entries(m.monitor.topLevel)
+          .sort((x, y) => y[1] - x[1])
+          .map(([cmd, n]) => [cmd, round((perMsg * n) / all, 4)]),
+      );
+    }
+  }
   const limitCalls = sumCalls(m.redisCalls, /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/);
   const allCalls = sumCalls(m.redisCalls, /.*/);
   const errorCount = Object.values(merged.errors).reduce((a, b) => a + b, 0);
@@ -420,6 +442,9 @@ async function runEcho(server, target, spec) {
     redisCalls: m.redisCalls,
     redisCallsPerMsg: target.redis && accepted ? round(allCalls / accepted, 4) : null,
     redisLimitCallsPerMsg: target.redis && accepted ? round(limitCalls / accepted, 4) : null,
+    redisRoundTripsPerMsg: topLevelPerMsg,
+    redisRoundTripsByCommand: topLevelBreakdown,
+    redisMonitorSample: m.monitor,
     rateLimited: merged.errors.rate_limited ?? 0,
     redisCallsPerLimitedMsg:
       target.redis && (merged.errors.rate_limited ?? 0) > 0 ? round(allCalls / (merged.errors.rate_limited + accepted), 4) : null,

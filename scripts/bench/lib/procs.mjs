@@ -181,3 +181,41 @@ export function diffCalls(before, after) {
   }
   return out;
 }
+
+/**
+ * Samples MONITOR for `ms`: which commands clients sent (each one at most one round trip) and
+ * which ran inside Lua scripts (MONITOR tags those `[db lua]`). INFO commandstats counts both
+ * alike, so this split is what turns its totals into round trips. MONITOR slows Redis down, so
+ * it runs after the measured window, never during it.
+ */
+export function monitorSample(port, ms) {
+  return new Promise((resolve, reject) => {
+    const child = track(spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+    const topLevel = {};
+    const inScripts = {};
+    let rest = '';
+    const line = /^\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]+)"/;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const l of lines) {
+        const m = line.exec(l);
+        if (!m) continue;
+        const cmd = m[2].toLowerCase();
+        if (cmd === 'monitor' || cmd === 'info') continue;
+        const into = m[1] === 'lua' ? inScripts : topLevel;
+        into[cmd] = (into[cmd] ?? 0) + 1;
+      }
+    });
+    child.once('error', reject);
+    setTimeout(() => {
+      child.once('exit', () => resolve({ topLevel, inScripts }));
+      try {
+        process.kill(child.pid, 'SIGTERM');
+      } catch {
+        resolve({ topLevel, inScripts });
+      }
+    }, ms);
+  });
+}
