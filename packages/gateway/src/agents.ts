@@ -69,6 +69,8 @@ export function redisAgents(
         redisUrl: redis.url,
         keyPrefix: redis.keyPrefix,
         workerId: `${config.replicaId}:${agentType}`,
+        // In-process handlers are cheap; big batches keep Redis round trips per message low.
+        concurrency: 1024,
         shutdownGraceMs: 2000,
         log: busLog,
       }),

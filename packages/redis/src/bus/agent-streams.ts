@@ -2,7 +2,7 @@ import type { AgentRequest } from '@wsgw/core';
 import type { RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
 import { defineAgentScripts } from './scripts.js';
-import { decodeRequest, encodeReply, REPLY_FIELD, type RawEntry, type WireReply } from './wire.js';
+import { decodeRequest, encodeReplies, REPLIES_FIELD, type RawEntry, type WireReply } from './wire.js';
 
 /** The consumer group every worker of a type reads through, so each request goes to one of them. */
 export const AGENT_GROUP = 'workers';
@@ -22,7 +22,7 @@ export interface OutgoingReply extends WireReply {
 export interface AgentStreamsOptions {
   keys: RedisKeys;
   agentType: string;
-  /** Reply streams are capped near this many entries (their replica reads them within ms). */
+  /** Reply streams are capped near this many entries (batches; their replica reads them within ms). */
   replyStreamMaxLen?: number;
   /** A reply stream whose replica is gone disappears this long after the last reply to it. */
   replyStreamTtlMs?: number;
@@ -44,6 +44,8 @@ export class AgentStreams {
   private readonly replyMaxLen: number;
   private readonly replyTtlMs: number;
   private readonly idleTypeTtlMs: number;
+  /** When each reply stream's TTL was last refreshed by this worker. */
+  private readonly expiryRefreshedAt = new Map<string, number>();
 
   constructor(
     private readonly client: RedisClient,
@@ -53,7 +55,7 @@ export class AgentStreams {
     this.keys = options.keys;
     this.requestsKey = options.keys.agentRequests(options.agentType);
     this.workersKey = options.keys.agentWorkers(options.agentType);
-    this.replyMaxLen = options.replyStreamMaxLen ?? 100_000;
+    this.replyMaxLen = options.replyStreamMaxLen ?? 10_000;
     this.replyTtlMs = options.replyStreamTtlMs ?? 60_000;
     this.idleTypeTtlMs = options.idleTypeTtlMs ?? 24 * 3600_000;
   }
@@ -132,29 +134,39 @@ export class AgentStreams {
   }
 
   /**
-   * Writes replies to the reply streams of their replicas, in the given order (per replica, the
-   * order the client sees). Resolves once every reply is stored.
+   * Writes replies to the reply streams of their replicas: one entry per replica holding its
+   * replies in the given order (the order the client sees). Resolves once every reply is stored.
    */
   async sendReplies(replies: readonly OutgoingReply[]): Promise<void> {
-    const touched = new Set<string>();
-    const writes: Array<Promise<unknown>> = [];
+    const byReplica = new Map<string, OutgoingReply[]>();
     for (const reply of replies) {
-      const key = this.keys.replicaReplies(reply.replicaId);
-      touched.add(key);
-      // Commands of one turn go out in one pipeline, in order, on one connection per node.
-      writes.push(this.client.xadd(key, 'MAXLEN', '~', this.replyMaxLen, '*', REPLY_FIELD, encodeReply(reply)));
+      const list = byReplica.get(reply.replicaId);
+      if (list) list.push(reply);
+      else byReplica.set(reply.replicaId, [reply]);
     }
-    for (const key of touched) writes.push(this.client.pexpire(key, this.replyTtlMs));
+    const writes: Array<Promise<unknown>> = [];
+    for (const [replicaId, list] of byReplica) {
+      const key = this.keys.replicaReplies(replicaId);
+      // Commands of one turn go out in one pipeline (the client auto-pipelines).
+      writes.push(this.client.xadd(key, 'MAXLEN', '~', this.replyMaxLen, '*', REPLIES_FIELD, encodeReplies(list)));
+      // The TTL only has to outlive the replica; refreshing it once a second is plenty.
+      const now = Date.now();
+      if (now - (this.expiryRefreshedAt.get(key) ?? 0) >= 1000) {
+        this.expiryRefreshedAt.set(key, now);
+        writes.push(this.client.pexpire(key, this.replyTtlMs));
+        if (this.expiryRefreshedAt.size > 10_000) this.expiryRefreshedAt.clear();
+      }
+    }
     await Promise.all(writes);
   }
 
   /** Acknowledges answered entries and deletes them, which keeps the stream as short as its queue. */
   async settle(entryIds: readonly string[]): Promise<void> {
     if (entryIds.length === 0) return;
-    await Promise.all([
-      this.client.xack(this.requestsKey, AGENT_GROUP, ...entryIds),
-      this.client.xdel(this.requestsKey, ...entryIds),
-    ]);
+    // Unpack in Lua is bounded by its stack; settle very large batches in slices.
+    for (let i = 0; i < entryIds.length; i += 1000) {
+      await this.client.wsgwAgentSettle(this.requestsKey, AGENT_GROUP, ...entryIds.slice(i, i + 1000));
+    }
   }
 
   /** Removes this consumer from the group; only when it holds no pending entries (they would be lost). */

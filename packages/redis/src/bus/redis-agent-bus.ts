@@ -2,7 +2,7 @@ import type { AgentBus, AgentReply, AgentRequest, GatewayMetrics, Logger, Publis
 import { connectRedis, type RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
 import { defineAgentScripts } from './scripts.js';
-import { decodeReply, encodeRequest, type RawEntry, type WireReply } from './wire.js';
+import { decodeReplies, encodeRequest, type RawEntry, type WireReply } from './wire.js';
 
 export interface RedisAgentBusOptions {
   keys: RedisKeys;
@@ -18,15 +18,23 @@ export interface RedisAgentBusOptions {
 
 type StreamRead = Array<[key: string, entries: RawEntry[]]> | null;
 
+interface OutgoingRequest {
+  fields: string[];
+  resolve(result: PublishResult): void;
+  reject(err: unknown): void;
+}
+
+/** Requests per script call: bounds how long one call keeps Redis busy. */
+const MAX_PUBLISH_BATCH = 500;
+
 /** How long the chunk order of an unfinished reply is remembered (its request has long timed out). */
 const SEQ_MEMORY_MS = 10 * 60_000;
 
 /**
- * The gateway's side of the agent bus on Redis (docs/AGENTS.md). A request goes to its type's
- * stream in one script call that also checks for a live worker and the queue bound; calls made
- * in one event-loop turn travel in one pipeline (the client auto-pipelines). Replies come back on
- * this replica's own reply stream, read in batches by one blocking reader, so nothing is
- * broadcast to every replica.
+ * The gateway's side of the agent bus on Redis (docs/AGENTS.md). Requests go to their type's
+ * stream by one script call per type per event-loop turn, which also checks for a live worker and
+ * the queue bound. Replies come back on this replica's own reply stream, read in batches by one
+ * blocking reader, so nothing is broadcast to every replica.
  */
 export class RedisAgentBus implements AgentBus {
   private readonly handlers: Array<(reply: AgentReply) => void> = [];
@@ -36,6 +44,9 @@ export class RedisAgentBus implements AgentBus {
   /** Next expected `seq` of replies that are still streaming, by request id. */
   private readonly streaming = new Map<string, { next: number; at: number }>();
   private readonly typesSeen = new Set<string>();
+  /** Publishes of this turn not yet sent, by agent type. */
+  private readonly outgoing = new Map<string, OutgoingRequest[]>();
+  private flushScheduled = false;
   private lastId = '0-0';
   private lastTrimAt = 0;
   private lastSweepAt = 0;
@@ -71,24 +82,60 @@ export class RedisAgentBus implements AgentBus {
     this.handlers.push(handler);
   }
 
-  async publish(request: AgentRequest): Promise<PublishResult> {
-    if (this.closed) return { accepted: false, code: 'unavailable', message: 'agent bus is closed' };
+  /**
+   * Queues the request for this turn's batch of its agent type: every publish of one event-loop
+   * turn goes to Redis in one script call per type, which answers each in order.
+   */
+  publish(request: AgentRequest): Promise<PublishResult> {
+    if (this.closed) return Promise.resolve({ accepted: false, code: 'unavailable', message: 'agent bus is closed' });
+    return new Promise((resolve, reject) => {
+      const type = request.agentType;
+      let batch = this.outgoing.get(type);
+      if (!batch) {
+        batch = [];
+        this.outgoing.set(type, batch);
+        this.typesSeen.add(type);
+      }
+      batch.push({ fields: encodeRequest(request), resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushPublishes());
+      }
+    });
+  }
+
+  private flushPublishes(): void {
+    this.flushScheduled = false;
+    const batches = [...this.outgoing];
+    this.outgoing.clear();
+    for (const [type, batch] of batches) {
+      for (let i = 0; i < batch.length; i += MAX_PUBLISH_BATCH) {
+        void this.publishBatch(type, batch.slice(i, i + MAX_PUBLISH_BATCH));
+      }
+    }
+  }
+
+  private async publishBatch(type: string, batch: OutgoingRequest[]): Promise<void> {
     const { keys, maxQueue } = this.options;
-    const type = request.agentType;
-    this.typesSeen.add(type);
-    const result = await this.client.wsgwAgentPublish(
-      keys.agentRequests(type),
-      keys.agentWorkers(type),
-      maxQueue,
-      ...encodeRequest(request),
-    );
-    if (result === 'no_worker') {
-      return { accepted: false, code: 'agent_unavailable', message: `no live agent serves agent_type ${type}` };
+    const args: Array<string | number> = [];
+    for (const { fields } of batch) args.push(fields.length, ...fields);
+    let results: string[];
+    try {
+      results = await this.client.wsgwAgentPublish(keys.agentRequests(type), keys.agentWorkers(type), maxQueue, ...args);
+    } catch (err) {
+      for (const { reject } of batch) reject(err);
+      return;
     }
-    if (result === 'full') {
-      return { accepted: false, code: 'unavailable', message: `agent ${type} has too many queued messages` };
-    }
-    return { accepted: true };
+    batch.forEach(({ resolve }, i) => {
+      const result = results[i];
+      if (result === 'no_worker') {
+        resolve({ accepted: false, code: 'agent_unavailable', message: `no live agent serves agent_type ${type}` });
+      } else if (result === 'full') {
+        resolve({ accepted: false, code: 'unavailable', message: `agent ${type} has too many queued messages` });
+      } else {
+        resolve({ accepted: true });
+      }
+    });
   }
 
   /** Requests waiting or in progress per agent type this replica has sent to (a gauge). */
@@ -101,6 +148,7 @@ export class RedisAgentBus implements AgentBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.flushScheduled) this.flushPublishes();
     // Ends the blocking read at once instead of waiting out its BLOCK time.
     this.blocking.disconnect();
     await this.reader;
@@ -133,9 +181,9 @@ export class RedisAgentBus implements AgentBus {
       for (const [, entries] of read) {
         for (const [id, fields] of entries) {
           this.lastId = id;
-          const reply = decodeReply(fields);
-          if (reply) this.dispatch(reply);
-          else this.log.warn({ entry_id: id }, 'dropping a malformed agent reply');
+          const replies = decodeReplies(fields);
+          if (replies) for (const reply of replies) this.dispatch(reply);
+          else this.log.warn({ entry_id: id }, 'dropping a malformed agent reply entry');
         }
       }
       this.housekeeping();

@@ -10,8 +10,10 @@ declare module 'ioredis' {
       requests: string,
       workers: string,
       maxQueue: number,
-      ...fields: string[]
-    ): Result<string, Context>;
+      ...batch: Array<string | number>
+    ): Result<string[], Context>;
+    /** See src/lua/agent_settle.lua. */
+    wsgwAgentSettle(requests: string, group: string, ...entryIds: string[]): Result<number, Context>;
     /** See src/lua/agent_heartbeat.lua. */
     wsgwAgentHeartbeat(
       workers: string,
@@ -33,4 +35,5 @@ export function defineAgentScripts(client: RedisClient): void {
   defined.add(client);
   client.defineCommand('wsgwAgentPublish', { numberOfKeys: 2, lua: lua('agent_publish') });
   client.defineCommand('wsgwAgentHeartbeat', { numberOfKeys: 2, lua: lua('agent_heartbeat') });
+  client.defineCommand('wsgwAgentSettle', { numberOfKeys: 1, lua: lua('agent_settle') });
 }

@@ -76,36 +76,49 @@ export interface WireReply extends AgentReply {
   seq: number;
 }
 
-export const REPLY_FIELD = 'reply';
+/** The field of a reply-stream entry: a JSON array of the replies one worker flushed together. */
+export const REPLIES_FIELD = 'replies';
 
-export function encodeReply(reply: WireReply): string {
-  return JSON.stringify({
-    request_id: reply.requestId,
-    connection_id: reply.connectionId,
-    kind: reply.kind,
-    message: reply.message,
-    done: reply.done === true,
-    seq: reply.seq,
-  });
+/** One reply-stream entry's value: the replies in the order they were produced. */
+export function encodeReplies(replies: readonly WireReply[]): string {
+  return JSON.stringify(
+    replies.map((r) => ({
+      request_id: r.requestId,
+      connection_id: r.connectionId,
+      kind: r.kind,
+      message: r.message,
+      done: r.done === true,
+      seq: r.seq,
+    })),
+  );
 }
 
-export function decodeReply(fields: readonly string[]): WireReply | undefined {
-  const i = fields.indexOf(REPLY_FIELD);
+/** The replies of one reply-stream entry; undefined when it is not one (never throws). */
+export function decodeReplies(fields: readonly string[]): WireReply[] | undefined {
+  const i = fields.indexOf(REPLIES_FIELD);
   const text = i >= 0 && i % 2 === 0 ? fields[i + 1] : undefined;
   if (text === undefined) return undefined;
+  let parsed: unknown;
   try {
-    const v = JSON.parse(text) as Record<string, unknown>;
-    if (typeof v['request_id'] !== 'string' || typeof v['connection_id'] !== 'string') return undefined;
-    if (v['kind'] !== 'response' && v['kind'] !== 'chunk') return undefined;
-    return {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed)) return undefined;
+  const replies: WireReply[] = [];
+  for (const item of parsed) {
+    const v = item as Record<string, unknown>;
+    if (typeof v !== 'object' || v === null) continue;
+    if (typeof v['request_id'] !== 'string' || typeof v['connection_id'] !== 'string') continue;
+    if (v['kind'] !== 'response' && v['kind'] !== 'chunk') continue;
+    replies.push({
       requestId: v['request_id'],
       connectionId: v['connection_id'],
       kind: v['kind'],
       message: v['message'],
       done: v['done'] === true,
       seq: typeof v['seq'] === 'number' ? v['seq'] : 0,
-    };
-  } catch {
-    return undefined;
+    });
   }
+  return replies;
 }
