@@ -220,7 +220,8 @@ export class LocalCluster {
     });
     const configFile = join(this.logDir, 'haproxy.cfg');
     writeFileSync(configFile, config);
-    const child = spawnManaged('haproxy', 'haproxy', ['-db', '-f', configFile], {
+    // -n: the committed maxconn needs more file descriptors than a shell's default limit allows.
+    const child = spawnManaged('haproxy', 'haproxy', ['-db', '-n', '4096', '-f', configFile], {
       cwd: this.repoRoot,
       env: process.env,
       logFile: join(this.logDir, 'haproxy.log'),
