@@ -87,8 +87,9 @@ describe('benchmark smoke run (--quick)', () => {
       'telemetry-cost',
     ]);
     for (const c of report.checks) {
-      expect(c.value, c.id).toEqual(expect.any(Number));
-      expect(typeof c.pass, c.id).toBe('boolean');
+      // With 40 idle sockets the bare server's RSS may not move at all: that ratio can be N/A.
+      if (c.id !== 'idle-memory') expect(c.value, c.id).toEqual(expect.any(Number));
+      expect(c.pass, c.id).toBe(c.value === null ? null : c.pass === true);
     }
   });
 });
