@@ -70,20 +70,34 @@ export function createRedisClient(url: string, options: RedisClientOptions = {})
   };
   // Reconnect quickly and forever: shared limits apply again within seconds of Redis answering.
   const retry = (times: number) => Math.min(100 * times, 1000);
-  if (target.cluster) {
-    const clusterOptions: ClusterOptions = {
-      enableOfflineQueue: false,
-      lazyConnect: true,
-      enableAutoPipelining: true,
-      clusterRetryStrategy: retry,
-      slotsRefreshTimeout: options.connectTimeoutMs ?? 1000,
-      retryDelayOnFailover: 100,
-      retryDelayOnClusterDown: 100,
-      maxRedirections: 4,
-      redisOptions: common,
-    };
-    return new Cluster(target.nodes, clusterOptions);
-  }
+  const client = target.cluster ? buildCluster(target, common, retry, options) : buildSingle(target, common, retry);
+  // Connection errors surface as failed commands (and `close` events) to whoever uses the client;
+  // without a listener ioredis would also print each one to stderr while Redis is down.
+  client.on('error', () => {});
+  return client;
+}
+
+function buildCluster(
+  target: RedisTarget,
+  common: RedisOptions,
+  retry: (times: number) => number,
+  options: RedisClientOptions,
+): Cluster {
+  const clusterOptions: ClusterOptions = {
+    enableOfflineQueue: false,
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    clusterRetryStrategy: retry,
+    slotsRefreshTimeout: options.connectTimeoutMs ?? 1000,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    maxRedirections: 4,
+    redisOptions: common,
+  };
+  return new Cluster(target.nodes, clusterOptions);
+}
+
+function buildSingle(target: RedisTarget, common: RedisOptions, retry: (times: number) => number): Redis {
   const first = target.nodes[0] as { host: string; port: number };
   return new Redis({
     ...common,

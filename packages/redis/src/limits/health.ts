@@ -6,6 +6,8 @@ export type HealthState = 'up' | 'down';
 export interface RedisHealthOptions {
   /** How often a PING checks whether Redis answers again while it is down. */
   probeIntervalMs?: number;
+  /** How often a PING checks Redis while it is up, so an idle replica notices an outage too (/readyz). */
+  watchIntervalMs?: number;
 }
 
 /**
@@ -22,6 +24,7 @@ export class RedisHealth {
   private readonly recoverHooks: Array<() => Promise<void>> = [];
   private readonly downHooks: Array<() => void> = [];
   private readonly probeIntervalMs: number;
+  private readonly watch: NodeJS.Timeout;
 
   constructor(
     private readonly client: RedisClient,
@@ -33,6 +36,10 @@ export class RedisHealth {
     // ioredis reports errors here too; without a listener Node would treat them as unhandled.
     client.on('error', (err: Error) => this.log.debug({ err: { message: err.message } }, 'redis client error'));
     client.on('ready', () => this.probeSoon(0));
+    this.watch = setInterval(() => {
+      if (this.current === 'up') this.client.ping().catch((err: unknown) => this.failed(err));
+    }, options.watchIntervalMs ?? 1000);
+    this.watch.unref();
   }
 
   get state(): HealthState {
@@ -99,6 +106,7 @@ export class RedisHealth {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.watch);
     if (this.probe) clearTimeout(this.probe);
     this.probe = undefined;
   }

@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import {
+  connect,
+  open,
+  readyStatus,
+  spawnGateway,
+  startRedisServer,
+  TcpProxy,
+  uniquePrefix,
+  type GatewayProcess,
+  type OpenClient,
+  type RedisServerProcess,
+} from '@wsgw/testkit';
+import { eventually } from './redis-support.js';
+
+/**
+ * Issue 3 §6: Redis stopped, paused (CLIENT PAUSE) or unreachable (a silent network), with
+ * WEBSOCKET_LIMITS_FAILURE_MODE local and closed side by side. Replicas reach Redis through a
+ * TCP proxy so the network can go silent; this file stops and restarts its own redis-server.
+ */
+describe('limits while Redis is unavailable', () => {
+  let server: RedisServerProcess;
+  let proxy: TcpProxy;
+  let admin: Redis;
+  const started: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    proxy = await TcpProxy.start(server.port);
+  });
+  afterAll(async () => {
+    await Promise.all(started.map((r) => r.stop()));
+    await proxy?.close();
+    await server?.stop();
+  });
+
+  const outages: Record<string, { begin: () => Promise<void>; end: () => Promise<void> }> = {
+    stopped: {
+      begin: () => server.kill(),
+      // Back empty: every slot must be registered again by the replicas holding it.
+      end: () => server.restart(),
+    },
+    paused: {
+      begin: async () => {
+        admin = server.admin();
+        await admin.client('PAUSE', 4000, 'ALL');
+      },
+      end: async () => {
+        // CLIENT PAUSE ends by itself; wait for it.
+        await eventually(async () => (await fetchPing(server)) === 'PONG', 8000, 'pause over');
+      },
+    },
+    unreachable: {
+      begin: async () => proxy.blackhole(true),
+      end: async () => {
+        // Links that lived through the silence are dead for good (their bytes were lost), as after
+        // a real partition: close them, the replicas reconnect.
+        proxy.dropAll();
+        proxy.blackhole(false);
+      },
+    },
+  };
+
+  for (const [name, outage] of Object.entries(outages)) {
+    it(`Redis ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, async () => {
+      const localPrefix = uniquePrefix(`fail-local-${name}`);
+      const env = (prefix: string, mode: string) => ({
+        REDIS_URL: proxy.url,
+        REDIS_KEY_PREFIX: prefix,
+        WEBSOCKET_LIMITS_FAILURE_MODE: mode,
+        WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2',
+        WEBSOCKET_MAX_MESSAGES_PER_SECOND: '3',
+        WEBSOCKET_LEASE_SECONDS: '3',
+      });
+      const [local1, local2, closed] = await Promise.all([
+        spawnGateway(env(localPrefix, 'local')),
+        spawnGateway(env(localPrefix, 'local')),
+        spawnGateway(env(uniquePrefix(`fail-closed-${name}`), 'closed')),
+      ]);
+      started.push(local1, local2, closed);
+      const before: OpenClient[] = [await open(local1.wsUrl('u')), await open(closed.wsUrl('c'))];
+
+      await outage.begin();
+      const t0 = Date.now();
+
+      // local: a new upgrade is decided from this replica's memory, in bounded time...
+      const first = await timed(() => connect(local1.wsUrl('u')));
+      expect(first.ms).toBeLessThan(3000);
+      expect(first.value.opened).toBe(true);
+      // ...with the same limits: 2 per user on this replica.
+      const second = await timed(() => connect(local1.wsUrl('u')));
+      expect(second.ms).toBeLessThan(3000);
+      expect(second.value.opened ? 200 : second.value.rejected.status).toBe(429);
+      // closed: refused with 503 unavailable, in bounded time.
+      const refused = await timed(() => connect(closed.wsUrl('c')));
+      expect(refused.ms).toBeLessThan(3000);
+      expect(refused.value.opened ? null : refused.value.rejected).toMatchObject({ status: 503, body: { error: 'unavailable' } });
+      // /readyz: 200 in local mode, 503 in closed mode.
+      expect(await readyStatus(local1)).toBe(200);
+      await eventually(async () => (await readyStatus(closed)) === 503, 3000, 'closed mode not ready');
+
+      // Messages on sockets opened before the outage: local still limits (3 a second, in memory),
+      // closed answers `unavailable`. Invalid frames pass the limiter without needing an agent.
+      const [onLocal, onClosed] = before as [OpenClient, OpenClient];
+      for (let i = 0; i < 5; i++) onLocal.send({ id: `l${i}` });
+      const localFrames = await Promise.all(Array.from({ length: 5 }, () => onLocal.next(5000)));
+      expect(localFrames.filter((f) => f['code'] === 'invalid_message')).toHaveLength(3);
+      expect(localFrames.filter((f) => f['code'] === 'rate_limited')).toHaveLength(2);
+      onClosed.send({ agent_type: 'echo', message: 'hi', id: 'c1' });
+      expect(await onClosed.next(5000)).toMatchObject({ type: 'error', code: 'unavailable', in_reply_to: 'c1' });
+      // Existing sockets stay up.
+      expect(before.every((c) => c.ws.readyState === c.ws.OPEN)).toBe(true);
+      const opened = first.value.opened ? first.value.client : undefined;
+      expect(Date.now() - t0).toBeLessThan(15_000);
+
+      await outage.end();
+      const back = Date.now();
+      // Within 5 s of Redis answering, the replicas hold their slots in Redis again...
+      await eventually(async () => (await readyStatus(closed)) === 200, 5000, 'closed mode ready again');
+      const keys = server.admin();
+      await eventually(async () => (await keys.zcard(`${localPrefix}{slots}:all`)) === 2, 5000, 'slots re-registered');
+      expect(Date.now() - back).toBeLessThan(5000 + 500);
+      // ...so the shared limit counts them: user u already has 2 (both on local1), local2 refuses.
+      const shared = await connect(local2.wsUrl('u'));
+      expect(shared.opened ? 200 : shared.rejected.status).toBe(429);
+      const again = await connect(closed.wsUrl('c'));
+      expect(again.opened).toBe(true);
+
+      // No crash, no unhandled rejection.
+      for (const gw of [local1, local2, closed]) {
+        expect(gw.logs().some((l) => l['msg'] === 'unhandled rejection')).toBe(false);
+        expect(gw.stderr()).toBe('');
+      }
+      for (const c of [...before, ...(opened ? [opened] : []), ...(again.opened ? [again.client] : [])]) await c.close();
+      await Promise.all([local1, local2, closed].map((g) => g.stop()));
+    });
+  }
+});
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const start = Date.now();
+  const value = await fn();
+  return { value, ms: Date.now() - start };
+}
+
+async function fetchPing(server: RedisServerProcess): Promise<string> {
+  const c = server.admin();
+  try {
+    return await Promise.race([c.ping(), new Promise<string>((r) => setTimeout(() => r('timeout'), 500))]);
+  } catch {
+    return 'error';
+  }
+}
