@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentReply, Logger } from '@wsgw/core';
+import { connectRedis, createRedisClient, RedisAgentBus, redisKeys } from '@wsgw/redis';
+import { findRedis, spawnAgentWorker, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+
+/** `node packages/agent-sdk/dist/examples/echo.js` as CONTRACT §6 names it (needs a build). */
+describe('the example echo worker process', () => {
+  let redis: TestRedis;
+  beforeAll(async () => {
+    redis = await findRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('answers with the message it got, logs JSON lines, and on SIGTERM finishes in-flight work, then exits 0', async () => {
+    const prefix = uniquePrefix('example');
+    const keys = redisKeys(prefix);
+    const worker = await spawnAgentWorker({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, AGENT_TYPE: 'parrot', ECHO_DELAY_MS: '400' });
+    const client = createRedisClient(redis.url, { commandTimeoutMs: 2000 });
+    await connectRedis(client);
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    const bus = new RedisAgentBus(client, blocking, { keys, replicaId: 'r-example', maxQueue: 100, blockMs: 200 }, silent);
+    const replies: AgentReply[] = [];
+    bus.onReply((r) => replies.push(r));
+    bus.start();
+    try {
+      for (let n = 0; n < 5; n++) {
+        const result = await bus.publish({
+          requestId: `q${n}`,
+          connectionId: 'c',
+          replicaId: 'r-example',
+          userId: 'u',
+          agentType: 'parrot',
+          message: `hello ${n}`,
+        });
+        expect(result).toEqual({ accepted: true });
+      }
+      // All five are in the worker's hands (pending), none answered yet: stop it now.
+      await waitFor(async () => {
+        const summary = (await client.xpending(keys.agentRequests('parrot'), 'workers')) as [number];
+        return summary[0] === 5;
+      });
+      worker.signal('SIGTERM');
+      expect(await worker.exited).toEqual({ code: 0, signal: null });
+      await waitFor(() => replies.length === 5);
+      expect(replies.map((r) => r.message).sort()).toEqual([0, 1, 2, 3, 4].map((n) => `hello ${n}`));
+      expect(replies.every((r) => r.kind === 'response')).toBe(true);
+      // It no longer counts as live, and left nothing pending.
+      expect(await client.zcard(keys.agentWorkers('parrot'))).toBe(0);
+      expect(await client.xlen(keys.agentRequests('parrot'))).toBe(0);
+      const lines = worker.logs();
+      expect(lines.find((l) => l['msg'] === 'agent worker serving')).toMatchObject({ agent_type: 'parrot', level: 'info' });
+      expect(lines.find((l) => l['msg'] === 'agent worker stopped')).toBeDefined();
+    } finally {
+      await bus.close();
+      client.disconnect();
+      await worker.stop();
+    }
+  });
+
+  it('refuses to start without REDIS_URL, naming the variable', async () => {
+    await expect(spawnAgentWorker({})).rejects.toThrow(/REDIS_URL/);
+  });
+});
