@@ -2,7 +2,7 @@ import type { Config } from '@wsgw/config';
 import { builtinAgents, type AgentBus, type AgentHandler, type GatewayMetrics, type Logger } from '@wsgw/core';
 import { AgentWorker } from '@wsgw/agent-sdk';
 import { MemoryAgentBus } from '@wsgw/memory';
-import { createRedisClient, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
+import { createRedisClient, FailoverAgentBus, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
 
 /** The agents this process serves itself: WEBSOCKET_BUILTIN_AGENTS plus the embedder's own. */
 export function inProcessAgents(
@@ -33,6 +33,8 @@ export interface RedisAgentsOptions {
   keys: RedisKeys;
   metrics: GatewayMetrics;
   extraAgents?: Readonly<Record<string, AgentHandler>> | undefined;
+  /** True while Redis is known to be unreachable (local failure mode serves built-ins in process). */
+  isRedisDown?: () => boolean;
 }
 
 /**
@@ -52,16 +54,28 @@ export function redisAgents(
     connectionName: `wsgw:${config.replicaId}:replies`,
     commandTimeoutMs: 6000,
   });
-  const bus = new RedisAgentBus(
+  const streams = new RedisAgentBus(
     options.client,
     blocking,
     { keys: options.keys, replicaId: config.replicaId, maxQueue: config.agentMaxQueue },
     busLog,
     options.metrics,
   );
-  options.metrics.observeAgentQueues(() => bus.queueDepths());
-  bus.start();
-  const workers = inProcessAgents(config, options.extraAgents).map(
+  options.metrics.observeAgentQueues(() => streams.queueDepths());
+  streams.start();
+  const agents = inProcessAgents(config, options.extraAgents);
+  // While Redis is away, `local` failure mode keeps built-in agents answering from this process.
+  const local = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, busLog);
+  for (const [name, agent] of agents) local.register(name, agent);
+  const isDown = options.isRedisDown ?? (() => false);
+  const bus = new FailoverAgentBus(
+    streams,
+    local,
+    { mode: config.limits.failureMode, localTypes: new Set(agents.map(([name]) => name)), isDown },
+    busLog,
+    options.metrics,
+  );
+  const workers = agents.map(
     ([agentType, handler]) =>
       new AgentWorker({
         agentType,

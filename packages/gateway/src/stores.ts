@@ -135,7 +135,13 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   const throttle =
     failures > 0 ? new RedisUpgradeThrottle(limitsClient, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
   // Agents take the Redis Streams road; built-in agents run as agent-sdk workers in this process.
-  const agents = redisAgents(config, log, { client, keys, metrics, extraAgents: options.extraAgents });
+  const agents = redisAgents(config, log, {
+    client,
+    keys,
+    metrics,
+    extraAgents: options.extraAgents,
+    isRedisDown: () => health.isDown(),
+  });
   const bus = agents.bus;
 
   const ready = Promise.all([connectRedis(limitsClient), connectRedis(client)]).then(([connected]) => {

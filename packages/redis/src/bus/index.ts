@@ -1,3 +1,4 @@
 export * from './wire.js';
 export * from './agent-streams.js';
 export * from './redis-agent-bus.js';
+export * from './failover-agent-bus.js';
