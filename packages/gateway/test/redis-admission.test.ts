@@ -1,19 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
-import { findRedis, spawnGateway, uniquePrefix, type GatewayProcess, type TestRedis } from '@wsgw/testkit';
+import { spawnGateway, uniquePrefix, type GatewayProcess } from '@wsgw/testkit';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
+import { topologies, type Topology } from './redis-topologies.js';
 
-/** Issue 3 §1: exact admission across 3 real replicas sharing one Redis. */
-describe('exact admission across replicas (Redis)', () => {
-  let redis: TestRedis;
-  let admin: Redis;
+/** Issue 3 §1: exact admission across 3 real replicas sharing one Redis (or one Redis Cluster). */
+describe.each(topologies)('exact admission across replicas ($name)', ({ start }) => {
+  let redis: Topology;
   let replicas: GatewayProcess[] = [];
   const prefix = uniquePrefix('admission');
   const slotsAll = `${prefix}{slots}:all`;
 
   beforeAll(async () => {
-    redis = await findRedis();
-    admin = redis.admin();
+    redis = await start();
     const env = {
       REDIS_URL: redis.url,
       REDIS_KEY_PREFIX: prefix,
@@ -28,7 +26,7 @@ describe('exact admission across replicas (Redis)', () => {
     await redis?.stop();
   });
 
-  const slotsInRedis = () => admin.zcard(slotsAll);
+  const slotsInRedis = () => redis.admin.zcard(slotsAll);
 
   it('opens exactly WEBSOCKET_MAX_CONNECTIONS_PER_USER of 50 concurrent upgrades of one user, every round', async () => {
     for (let round = 0; round < 6; round++) {

@@ -1,18 +1,27 @@
 import { connect as netConnect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
-import { findRedis, open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient, type TestRedis } from '@wsgw/testkit';
+import type { Cluster, Redis } from 'ioredis';
+import {
+  findRedis,
+  open,
+  spawnGateway,
+  uniquePrefix,
+  type GatewayProcess,
+  type OpenClient,
+  type TestRedis,
+} from '@wsgw/testkit';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
+import { redisNow, topologies, type Topology } from './redis-topologies.js';
 
 /** Issue 3 §3: slots are leases; crashes, pauses, graceful exits and aborted upgrades. */
-describe('connection slots as leases (Redis, real replicas)', () => {
-  let redis: TestRedis;
-  let admin: Redis;
+describe.each(topologies)('connection slots as leases ($name, real replicas)', ({ start }) => {
+  let redis: Topology;
+  let admin: Redis | Cluster;
   const started: GatewayProcess[] = [];
 
   beforeAll(async () => {
-    redis = await findRedis();
-    admin = redis.admin();
+    redis = await start();
+    admin = redis.admin;
   });
   afterEach(async () => {
     await Promise.all(started.splice(0).map((r) => r.stop()));
@@ -29,8 +38,7 @@ describe('connection slots as leases (Redis, real replicas)', () => {
 
   /** Live (unexpired) slots in Redis, by Redis TIME. */
   async function liveSlots(prefix: string): Promise<number> {
-    const [sec, usec] = await admin.time();
-    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const now = await redisNow(admin);
     return admin.zcount(`${prefix}{slots}:all`, `(${now}`, '+inf');
   }
 
@@ -114,6 +122,36 @@ describe('connection slots as leases (Redis, real replicas)', () => {
     expect(await liveSlots(prefix)).toBe(2);
     await closeAll(onB);
   });
+
+});
+
+/** The churn runs once, on a single Redis: its point is the bookkeeping, not the topology. */
+describe('slot bookkeeping under churn (single Redis, real replicas)', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  const started: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+  });
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((r) => r.stop()));
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  async function replicas(n: number, env: Record<string, string>): Promise<GatewayProcess[]> {
+    const list = await Promise.all(Array.from({ length: n }, () => spawnGateway({ REDIS_URL: redis.url, ...env })));
+    started.push(...list);
+    return list;
+  }
+
+  async function liveSlots(prefix: string): Promise<number> {
+    const now = await redisNow(admin);
+    return admin.zcount(`${prefix}{slots}:all`, `(${now}`, '+inf');
+  }
 
   it('ends a churn of connects, closes, aborted upgrades and replica kills with Redis counting exactly the open sockets', async () => {
     const prefix = uniquePrefix('churn');

@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
-import { findRedis, open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient, type TestRedis } from '@wsgw/testkit';
+import type { Cluster, Redis } from 'ioredis';
+import { redisKeys } from '@wsgw/redis';
+import { open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient } from '@wsgw/testkit';
+import { devUserId, redisNow, topologies, type Topology } from './redis-topologies.js';
 
 const hasFaketime = spawnSync('faketime', ['-f', '+0s', 'true']).status === 0;
 
@@ -28,36 +30,24 @@ async function burst(
   return { accepted, denied };
 }
 
-async function redisNow(admin: Redis): Promise<number> {
-  const [sec, usec] = await admin.time();
-  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-}
-
 /** Waits until Redis' clock (the one every replica uses) shows `ms` past a whole second. */
-async function untilRedisMsOfSecond(admin: Redis, ms: number): Promise<number> {
+async function untilRedisMsOfSecond(admin: Redis | Cluster, ms: number): Promise<number> {
   const now = await redisNow(admin);
   const target = now - (now % 1000) + ms + (now % 1000 >= ms - 50 ? 1000 : 0);
   await new Promise((r) => setTimeout(r, target - now));
   return target;
 }
 
-async function commandStats(admin: Redis): Promise<Record<string, number>> {
-  const info = await admin.info('commandstats');
-  const calls: Record<string, number> = {};
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1] as string] = Number(m[2]);
-  return calls;
-}
-
 /** Issue 3 §4 and §5: one user's windows are shared by every replica, on Redis' clock, cheaply. */
-describe('message rate across replicas (Redis)', () => {
-  let redis: TestRedis;
-  let admin: Redis;
+describe.each(topologies)('message rate across replicas ($name)', ({ name, start }) => {
+  let redis: Topology;
+  let admin: Redis | Cluster;
   let replicas: GatewayProcess[] = [];
   const prefix = uniquePrefix('rate');
 
   beforeAll(async () => {
-    redis = await findRedis();
-    admin = redis.admin();
+    redis = await start();
+    admin = redis.admin;
     const env = {
       REDIS_URL: redis.url,
       REDIS_KEY_PREFIX: prefix,
@@ -105,9 +95,9 @@ describe('message rate across replicas (Redis)', () => {
     }
 
     // Redis' record of accepted messages: never more than 5 in any 1000 ms.
-    const times = (await admin.keys(`${prefix}{rate:0}:log:*`)).length;
-    expect(times).toBe(1);
-    const log = (await admin.lrange((await admin.keys(`${prefix}{rate:0}:log:*`))[0] as string, 0, -1)).map(Number);
+    const keys = redisKeys(prefix, { rateShards: name.includes('Cluster') ? 16 : 1 });
+    const user = devUserId(token);
+    const log = (await admin.lrange(keys.rateLog(keys.rateShardOf(user), user), 0, -1)).map(Number);
     expect(log).toHaveLength(5);
     for (let i = 0; i + 5 < log.length; i++) expect((log[i] as number) - (log[i + 5] as number)).toBeGreaterThanOrEqual(1000);
     await Promise.all([onA.close(), onB.close(), onC.close()]);
@@ -143,10 +133,10 @@ describe('message rate across replicas (Redis)', () => {
     expect(accepted).toBe(12);
     // More sockets of the same user (each may take 12 denials a minute before it is closed with 1008).
     const more = await Promise.all([0, 1, 2, 3].map(() => open(a.wsUrl('flooder'))));
-    const before = await commandStats(admin);
+    const before = await redis.commandStats();
     const floods = await Promise.all([flooder, ...more].map((s, i) => burst(s, 10, `f2-${i}`)));
     expect(floods.reduce((n, f) => n + f.denied.length, 0)).toBe(50);
-    const after = await commandStats(admin);
+    const after = await redis.commandStats();
     // No decision reached Redis (LINDEX runs only inside rate_consume), and no script call was
     // made for them (one heartbeat of the 60 s leases could fall in this window).
     expect((after['lindex'] ?? 0) - (before['lindex'] ?? 0)).toBe(0);
@@ -156,14 +146,12 @@ describe('message rate across replicas (Redis)', () => {
   });
 });
 
-describe('message rate cost under load (Redis INFO commandstats)', () => {
-  let redis: TestRedis;
-  let admin: Redis;
+describe.each(topologies)('message rate cost under load ($name, INFO commandstats)', ({ start }) => {
+  let redis: Topology;
   let replicas: GatewayProcess[] = [];
 
   beforeAll(async () => {
-    redis = await findRedis();
-    admin = redis.admin();
+    redis = await start();
     const env = {
       REDIS_URL: redis.url,
       REDIS_KEY_PREFIX: uniquePrefix('cost'),
@@ -182,11 +170,11 @@ describe('message rate cost under load (Redis INFO commandstats)', () => {
     const clients = await Promise.all(
       Array.from({ length: 40 }, (_, i) => open((replicas[i % 2] as GatewayProcess).wsUrl(`loader-${i % 20}`))),
     );
-    const before = await commandStats(admin);
+    const before = await redis.commandStats();
     const perClient = 250;
     // Frames that pass the limiter and stop there (invalid_message): only the limits talk to Redis.
     const results = await Promise.all(clients.map((c, i) => burst(c, perClient, `l${i}`, 'invalid')));
-    const after = await commandStats(admin);
+    const after = await redis.commandStats();
     const accepted = results.reduce((n, r) => n + r.accepted, 0);
     expect(accepted).toBe(40 * perClient);
     // Every script call counts (rate batches, and any heartbeat), and any other command too.

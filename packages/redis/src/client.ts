@@ -86,7 +86,9 @@ function buildCluster(
   const clusterOptions: ClusterOptions = {
     enableOfflineQueue: false,
     lazyConnect: true,
-    enableAutoPipelining: true,
+    // Off on Cluster: ioredis' auto-pipeline cannot place scripts whose key count is an argument
+    // (the batched ones) and refuses the pipeline; each call goes to its slot's node instead.
+    enableAutoPipelining: false,
     clusterRetryStrategy: retry,
     slotsRefreshTimeout: options.connectTimeoutMs ?? 1000,
     retryDelayOnFailover: 100,
