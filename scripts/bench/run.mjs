@@ -4,6 +4,7 @@
 //
 //   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
 //                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,limited]
+//                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
@@ -47,7 +48,7 @@ const plan = {
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
   monitorMs: quick ? 300 : 1000,
-  throughput: { conns: quick ? 20 : 100, inflight: 8 },
+  throughput: { conns: Number(args.conns ?? (quick ? 20 : 100)), inflight: Number(args.inflight ?? 8) },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
   idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5 },
