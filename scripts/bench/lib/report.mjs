@@ -70,6 +70,13 @@ export function printReport(report, out) {
   w(`commit ${m.commit}; client: ${m.workers} load-generator processes, ${m.client}`);
   w(`window ${m.durationS} s after ${m.warmupS} s warm-up; load average at start ${m.loadAverageStart.join(' ')}, end ${m.loadAverageEnd?.join(' ')}`);
   w(`raw files: ${m.outDir}`);
+  const peak = Math.max(...m.loadAverageStart, ...(m.loadAverageEnd ?? []));
+  if (peak > m.cpus) {
+    w(
+      `NOTE: the machine was oversubscribed (load average up to ${peak} on ${m.cpus} cores): messages/s and latencies reflect the CPU share` +
+        ' each process got; CPU per message (msgs per CPU-second) is the comparable figure.',
+    );
+  }
 
   if (report.profile) {
     w();
