@@ -406,23 +406,7 @@ async function runEcho(server, target, spec) {
   const { merged } = m;
   const hist = Histogram.merge(merged.hists);
   const accepted = merged.ok;
-  // Round trips: the share of commands that clients sent (not run inside scripts), from MONITOR,
-  // applied to the window's commandstats total.
-  let topLevelPerMsg = null;
-  let topLevelBreakdown = null;
-  if (m.monitor && accepted) {
-    const top = sumCalls(m.monitor.topLevel, /.*/);
-    const all = top + sumCalls(m.monitor.inScripts, /.*/);
-    const perMsg = sumCalls(m.redisCalls, /.*/) / accepted;
-    if (all > 0) {
-      topLevelPerMsg = round((perMsg * top) / all, 4);
-      topLevelBreakdown = Object.fromEntries(
-        Object.entries(m.monitor.topLevel)
-          .sort((x, y) => y[1] - x[1])
-          .map(([cmd, n]) => [cmd, round((perMsg * n) / all, 4)]),
-      );
-    }
-  }
+  const { perUnit: topLevelPerMsg, byCommand: topLevelBreakdown } = roundTrips(m, accepted);
   const limitCalls = sumCalls(m.redisCalls, /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/);
   const allCalls = sumCalls(m.redisCalls, /.*/);
   const errorCount = Object.values(merged.errors).reduce((a, b) => a + b, 0);
@@ -464,9 +448,10 @@ async function runStorm(server, target, spec) {
   const active = await prepare(specs);
   for (const w of active) w.proc.send({ cmd: 'go' });
   await sleep(plan.warmupS * 1000);
-  const m = await measure(active, server, target);
+  const m = await measure(active, server, target, { monitor: true });
   const { merged } = m;
   const hist = Histogram.merge(merged.hists);
+  const trips = roundTrips(m, merged.upgrades);
   return {
     concurrency: spec.concurrency,
     upgradesPerSec: round(merged.upgrades / m.wallS, 0),
@@ -484,6 +469,8 @@ async function runStorm(server, target, spec) {
     machineBusy: m.machineBusy,
     loadAverage: m.loadAverage,
     redisCallsPerUpgrade: target.redis && merged.upgrades ? round(sumCalls(m.redisCalls, /.*/) / merged.upgrades, 3) : null,
+    redisRoundTripsPerUpgrade: trips.perUnit,
+    redisRoundTripsByCommand: trips.byCommand,
     redisCalls: m.redisCalls,
   };
 }
@@ -621,6 +608,24 @@ function mergeStats(stats) {
 }
 
 // --- helpers ---------------------------------------------------------------------------------
+
+/**
+ * Round trips per unit (message, upgrade): the share of commands that clients sent (not run
+ * inside scripts), from the MONITOR sample, applied to the window's commandstats total.
+ */
+function roundTrips(m, units) {
+  if (!m.monitor || !units) return { perUnit: null, byCommand: null };
+  const top = sumCalls(m.monitor.topLevel, /.*/);
+  const all = top + sumCalls(m.monitor.inScripts, /.*/);
+  if (all === 0) return { perUnit: null, byCommand: null };
+  const perUnit = sumCalls(m.redisCalls, /.*/) / units;
+  const byCommand = Object.fromEntries(
+    Object.entries(m.monitor.topLevel)
+      .sort((x, y) => y[1] - x[1])
+      .map(([cmd, n]) => [cmd, round((perUnit * n) / all, 4)]),
+  );
+  return { perUnit: round((perUnit * top) / all, 4), byCommand };
+}
 
 function sumCalls(calls, re) {
   let n = 0;

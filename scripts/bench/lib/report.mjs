@@ -121,7 +121,7 @@ export function printReport(report, out) {
         r.error
           ? `error: ${r.error}`
           : `${fmt(r.upgradesPerSec)} upgrades/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core)  Redis CPU ${r.redisCpuS} s` +
-            (r.redisCallsPerUpgrade !== null ? `  Redis cmds/upgrade ${r.redisCallsPerUpgrade}` : '') +
+            (r.redisCallsPerUpgrade !== null ? `  Redis round trips/upgrade ${r.redisRoundTripsPerUpgrade} (commands incl. in scripts ${r.redisCallsPerUpgrade})` : '') +
             (Object.keys(r.rejected).length ? `  refused ${JSON.stringify(r.rejected)}` : '') +
             `  machine busy ${Math.round(r.machineBusy * 100)}%` +
             rounds(r, 'upgrades/s'),
