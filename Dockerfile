@@ -31,7 +31,10 @@ FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY --from=build /out/manifests/ ./
 # --ignore-scripts: no dependency needs an install script at run time (uWS ships its binaries).
+# Tooling packages (deploy checks, local cluster) keep their dependencies in devDependencies.
+# uWS ships binaries for every platform; keep Linux ones (x64 and arm64 images share this file).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && find node_modules/uWebSockets.js -name '*.node' ! -name 'uws_linux_*' -delete \
  && npm cache clean --force
 
 FROM ${NODE_IMAGE} AS runtime
