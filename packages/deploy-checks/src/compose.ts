@@ -69,6 +69,13 @@ export function checkCompose(repo: string): string[] {
   ] as const) {
     if (!mounts(service).some((m) => resolve(base, m) === join(repo, path))) problems.push(`${COMPOSE_FILE}: ${service} does not mount ${path}`);
   }
+  // Every file or folder a service mounts from the repository exists.
+  for (const [name, s] of Object.entries(services)) {
+    for (const volume of (s?.volumes ?? []) as unknown[]) {
+      const source = String(volume).split(':')[0] ?? '';
+      if (/^\.\.?\//.test(source) && !existsSync(resolve(base, source))) problems.push(`${COMPOSE_FILE}: ${name} mounts missing ${source}`);
+    }
+  }
   // HAProxy's servers are exactly the compose replicas.
   const cfg = readFileSync(join(repo, HAPROXY_CONFIG), 'utf8');
   const servers = [...cfg.matchAll(/^\s*server\s+\S+\s+([\w.-]+):(\d+)/gm)].map((m) => `${m[1]}:${m[2]}`).sort();

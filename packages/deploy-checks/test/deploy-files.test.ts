@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,13 @@ describe('what ships to operators', () => {
     expect(report.problems).toEqual([]);
     expect(report.rendered.dev.length).toBeGreaterThan(10);
     expect(report.rendered.prod.length).toBeGreaterThan(10);
+  });
+
+  it('scripts/check-deploy (the built CLI) exits 0 and says so', () => {
+    const run = spawnSync(process.execPath, [join(repo, 'packages', 'deploy-checks', 'dist', 'cli.js')], { cwd: repo, encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^check-deploy: ok/);
   });
 
   it('passes with the built-in renderer too (machines without kubectl)', async () => {
