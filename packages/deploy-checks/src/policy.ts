@@ -1,4 +1,5 @@
 import { loadConfig } from '@wsgw/config';
+import { MetricNames } from '@wsgw/telemetry';
 import type { K8sObject } from './kustomize.js';
 
 /** CONTRACT §2, in its order. OTEL_* are checked separately (the SDK's own variables). */
@@ -155,8 +156,10 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
     }
     const metrics: Json[] = hpa.spec?.metrics ?? [];
     if (!metrics.some((m) => m.type === 'Resource' && m.resource?.name === 'cpu')) problems.push(`${overlay}: the HPA does not scale on CPU`);
-    if (!metrics.some((m) => m.type === 'Pods' && /connection/.test(m.pods?.metric?.name ?? ''))) {
-      problems.push(`${overlay}: the HPA does not scale on active connections per pod`);
+    // The gateway's gauge as Prometheus names it (dots become underscores, `{connection}` adds no suffix).
+    const connections = MetricNames.connectionsActive.replace(/\./g, '_');
+    if (!metrics.some((m) => m.type === 'Pods' && m.pods?.metric?.name === connections)) {
+      problems.push(`${overlay}: the HPA does not scale on ${connections} (active connections per pod)`);
     }
     if (deployment.spec?.replicas !== undefined) problems.push(`${overlay}: the Deployment sets replicas, which fights the HPA`);
   }
