@@ -5,6 +5,7 @@
 // -> {ev: 'stats'}, then sockets are closed -> {ev: 'done'}), 'exit'.
 import { performance } from 'node:perf_hooks';
 import { connectRaw, RawWebSocket } from './lib/rawws.mjs';
+import { connectWs } from './lib/wsclient.mjs';
 import { Histogram } from './lib/hist.mjs';
 
 const IN_REPLY_TO = Buffer.from('"in_reply_to":"');
@@ -92,6 +93,7 @@ function replyId(payload) {
 }
 
 function makeScenario(spec) {
+  const connect = spec.client === 'ws' ? connectWs : connectRaw;
   const counters = () => ({ ok: 0, errors: {}, closes: {}, upgrades: 0, rejected: {}, sent: 0 });
   let c = counters();
   const hist = new Histogram();
@@ -116,7 +118,7 @@ function makeScenario(spec) {
 
   const openOne = async (token) => {
     try {
-      return await connectRaw({ host: spec.host, port: spec.port, path: url(spec, token), headers: spec.headers });
+      return await connect({ host: spec.host, port: spec.port, path: url(spec, token), headers: spec.headers });
     } catch (err) {
       const key = `${err.status ?? 0}`;
       failures[key] = (failures[key] ?? 0) + 1;
@@ -179,7 +181,7 @@ function makeScenario(spec) {
       stormPhase[slot] = 'connect';
       const t0 = performance.now();
       try {
-        const ws = await connectRaw({ host: spec.host, port: spec.port, path: url(spec, token), headers: spec.headers });
+        const ws = await connect({ host: spec.host, port: spec.port, path: url(spec, token), headers: spec.headers });
         c.upgrades++;
         if (measuring) hist.record((performance.now() - t0) * 1000);
         ws.close(1000);

@@ -5,6 +5,7 @@
 //   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
 //                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,limited]
 //                              [--conns N --inflight M]   (throughput scenario shape)
+//                              [--client ws]   (the ws package instead of the raw client)
 //                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
@@ -44,6 +45,7 @@ const runId = randomBytes(3).toString('hex');
 const plan = {
   quick,
   workers: Number(args.workers ?? 2),
+  client: args.client === 'ws' ? 'ws' : 'raw',
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
@@ -100,7 +102,7 @@ async function main() {
       kernel: os.release(),
       commit: gitCommit(),
       workers: plan.workers,
-      client: 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
+      client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       warmupS: plan.warmupS,
       durationS: plan.durationS,
       rounds: plan.rounds,
@@ -316,6 +318,7 @@ async function runScenario(name, server, target, round = 0) {
     path: server.path,
     headers: { Origin: ORIGIN },
     body: 'hello from the benchmark',
+    client: plan.client,
   };
   const tag = `${runId}-${target.key}-${name}-r${round}`; // fresh users every round
   switch (name) {
