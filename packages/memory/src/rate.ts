@@ -9,16 +9,18 @@ const SECOND = 1_000;
 const MINUTE = 60_000;
 
 /**
- * The times of one user's last accepted messages, newest last, in a ring of fixed size:
- * enough to answer "how many in the last 1 s / 60 s" exactly.
+ * The times of one user's last accepted messages, newest last, in a ring that holds at most
+ * `limit` of them: enough to answer "how many in the last 1 s / 60 s" exactly. The ring starts
+ * small and doubles as the user sends more, so memory follows real traffic, not the configured
+ * limits (a limit of a million must not cost megabytes per user).
  */
 class AcceptLog {
-  private readonly times: Float64Array;
+  private times: Float64Array;
   private next = 0;
   private count = 0;
 
-  constructor(capacity: number) {
-    this.times = new Float64Array(capacity);
+  constructor(private readonly limit: number) {
+    this.times = new Float64Array(Math.min(limit, 16));
   }
 
   /** The time of the k-th most recent accepted message (k = 1 is the newest), if any. */
@@ -29,6 +31,7 @@ class AcceptLog {
   }
 
   push(t: number): void {
+    if (this.count === this.times.length && this.times.length < this.limit) this.grow();
     this.times[this.next] = t;
     this.next = (this.next + 1) % this.times.length;
     if (this.count < this.times.length) this.count++;
@@ -36,6 +39,14 @@ class AcceptLog {
 
   newest(): number | undefined {
     return this.recent(1);
+  }
+
+  /** Unrolls the full ring, oldest first, into one twice its size. */
+  private grow(): void {
+    const bigger = new Float64Array(Math.min(this.times.length * 2, this.limit));
+    for (let k = this.count; k >= 1; k--) bigger[this.count - k] = this.recent(k) as number;
+    this.times = bigger;
+    this.next = this.count;
   }
 }
 

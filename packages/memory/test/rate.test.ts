@@ -90,3 +90,32 @@ describe('MemoryRateLimiter: exact sliding windows', () => {
     expect(accepted.length).toBeGreaterThan(100);
   });
 });
+
+describe('MemoryRateLimiter: memory follows traffic', () => {
+  it('stays exact while its ring grows, with limits far above the traffic', async () => {
+    const clock = new FakeClock();
+    const limiter = new MemoryRateLimiter({ perSecond: 50, perMinute: 1_000_000_000 }, clock);
+    let allowed = 0;
+    for (let i = 0; i < 120; i++) if (limiter.decide('u').allowed) allowed++;
+    expect(allowed).toBe(50);
+    clock.t += 1000;
+    for (let i = 0; i < 120; i++) if (limiter.decide('u').allowed) allowed++;
+    expect(allowed).toBe(100);
+    await limiter.close();
+  });
+
+  it('grows past its first size without losing order (minute window)', async () => {
+    const clock = new FakeClock();
+    const limiter = new MemoryRateLimiter({ perSecond: 1000, perMinute: 37 }, clock);
+    const accepted: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      clock.t += 500;
+      if (limiter.decide('u').allowed) accepted.push(clock.t);
+    }
+    for (const t of accepted) expect(accepted.filter((x) => x > t - 60_000 && x <= t).length).toBeLessThanOrEqual(37);
+    // 37 at 0.5..18.5 s; each frees at +60 s, so 37 more at 60.5..78.5 s; none before 100 s.
+    expect(accepted.length).toBe(74);
+    expect(accepted[37]).toBe(accepted[0]! + 60_000);
+    await limiter.close();
+  });
+});
