@@ -382,6 +382,7 @@ async function measure(active, server, target, options = {}) {
   await Promise.all(active.map((w) => w.waitFor('done', 30_000)));
   const merged = mergeStats(stats);
   const calls = diffCalls(before.calls, after.calls);
+  const usec = target.redis ? diffCalls(before.calls.usec, after.calls.usec) : {};
   return {
     wallS: round(wall, 3),
     serverCpuS: round(after.server - before.server, 2),
@@ -391,6 +392,7 @@ async function measure(active, server, target, options = {}) {
     machineBusy: round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 2),
     loadAverage: before.load,
     redisCalls: calls,
+    redisUsec: usec,
     monitor,
     merged,
   };
@@ -437,6 +439,17 @@ async function runEcho(server, target, spec) {
     redisCallsPerMsg: target.redis && accepted ? round(allCalls / accepted, 4) : null,
     redisLimitCallsPerMsg: target.redis && accepted ? round(limitCalls / accepted, 4) : null,
     redisRoundTripsPerMsg: topLevelPerMsg,
+    // Redis' own time per message by command (INFO commandstats usec; a script's time includes the
+    // commands it runs, which are also listed on their own).
+    redisUsecPerMsgByCommand:
+      target.redis && accepted
+        ? Object.fromEntries(
+            Object.entries(m.redisUsec)
+              .sort((x, y) => y[1] - x[1])
+              .slice(0, 8)
+              .map(([cmd, us]) => [cmd, round(us / accepted, 2)]),
+          )
+        : null,
     redisRoundTripsByCommand: topLevelBreakdown,
     redisMonitorSample: m.monitor,
     rateLimited: merged.errors.rate_limited ?? 0,

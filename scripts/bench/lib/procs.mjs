@@ -158,11 +158,16 @@ export function redisCli(port, args) {
   });
 }
 
-/** `INFO commandstats` as {command: calls}. */
+/** `INFO commandstats` as {command: calls}; Redis' own time per command as {command: usec} in `.usec`. */
 export async function commandCalls(port) {
   const text = await redisCli(port, ['INFO', 'commandstats']);
   const calls = {};
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
+  const usec = {};
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    calls[m[1]] = Number(m[2]);
+    usec[m[1]] = Number(m[3]);
+  }
+  Object.defineProperty(calls, 'usec', { value: usec, enumerable: false });
   return calls;
 }
 

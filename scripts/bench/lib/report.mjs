@@ -108,6 +108,12 @@ export function printReport(report, out) {
         `${fmt(r.msgsPerSec)} msgs/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core, ${r.serverCpuUsPerMsg} us/msg)` +
           `  Redis CPU ${r.redisCpuS} s  ${fmt(r.msgsPerCpuSecond)} msgs/CPU-s  client ${r.clientCpuUsPerMsg} us/msg` +
           (r.redisCallsPerMsg !== null ? `  Redis round trips/msg ${r.redisRoundTripsPerMsg} (commands incl. in scripts ${r.redisCallsPerMsg})` : '') +
+          (r.redisUsecPerMsgByCommand
+            ? `  Redis us/msg by command ${Object.entries(r.redisUsecPerMsgByCommand)
+                .slice(0, 3)
+                .map(([c, us]) => `${c} ${us}`)
+                .join(', ')}`
+            : '') +
           (Object.keys(r.errors).length ? `  errors ${JSON.stringify(r.errors)}` : '') +
           `  machine busy ${Math.round(r.machineBusy * 100)}%  load ${r.loadAverage.join(' ')}` +
           rounds(r, name === 'latency' ? 'p99 ms' : 'msgs/s'),
