@@ -15,7 +15,8 @@ export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handl
  * Runs `handler` as a worker process for `agentType` until SIGTERM or SIGINT, then stops
  * gracefully (finishes in-flight requests) and exits 0. Settings come from the environment:
  * REDIS_URL (required), REDIS_KEY_PREFIX (default `wsgw:`), LOG_LEVEL, and the optional tuning
- * variables AGENT_CONCURRENCY, AGENT_HEARTBEAT_MS, AGENT_CLAIM_IDLE_MS, AGENT_SHUTDOWN_GRACE_MS.
+ * variables AGENT_CONCURRENCY, AGENT_HEARTBEAT_MS, AGENT_CLAIM_IDLE_MS, AGENT_HANDLER_SILENCE_MS,
+ * AGENT_SHUTDOWN_GRACE_MS.
  * OpenTelemetry is configured by the standard OTEL_* variables, like the gateway's (service name
  * `agent-worker` unless OTEL_SERVICE_NAME says otherwise): each request is a span in the trace
  * the gateway started for the message.
@@ -42,6 +43,7 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
     concurrency: options.concurrency ?? num(env['AGENT_CONCURRENCY']),
     heartbeatMs: options.heartbeatMs ?? num(env['AGENT_HEARTBEAT_MS']),
     claimIdleMs: options.claimIdleMs ?? num(env['AGENT_CLAIM_IDLE_MS']),
+    handlerSilenceMs: options.handlerSilenceMs ?? num(env['AGENT_HANDLER_SILENCE_MS']),
     handlerIdleTimeoutMs: options.handlerIdleTimeoutMs,
     shutdownGraceMs: options.shutdownGraceMs ?? num(env['AGENT_SHUTDOWN_GRACE_MS']),
     log,

@@ -29,8 +29,16 @@ export interface AgentWorkerOptions {
    * for this long (the worker died or froze) is taken over by another live worker.
    */
   claimIdleMs?: number;
-  /** A handler silent (no reply, no chunk) for this long is given up: its request is dropped. */
+  /**
+   * A handler silent (no reply, no chunk) for this long counts as hung: its request is no longer
+   * renewed, so another worker takes it over after the visibility timeout. The handler keeps
+   * running; whichever answer comes first reaches the client.
+   */
+  handlerSilenceMs?: number;
+  /** A handler silent for this long is given up: its request is settled without an answer. */
   handlerIdleTimeoutMs?: number;
+  /** A request delivered this many times (takeovers) without an answer is dropped, logged. */
+  maxDeliveries?: number;
   /** On `stop`, how long in-flight handlers get to finish. */
   shutdownGraceMs?: number;
   log?: Logger;
@@ -40,6 +48,8 @@ interface Job {
   request: AgentRequest;
   lastOutputAt: number;
   abandoned: boolean;
+  /** No longer renewed: silent too long, left for another worker to take over. */
+  released: boolean;
 }
 
 const BLOCK_MS = 1000;
@@ -62,6 +72,8 @@ export class AgentWorker {
   private readonly heartbeatMs: number;
   private readonly claimIdleMs: number;
   private readonly handlerIdleMs: number;
+  private readonly silenceMs: number;
+  private readonly maxDeliveries: number;
   private readonly graceMs: number;
   private readonly jobs = new Map<string, Job>();
   private readonly outbox: OutgoingReply[] = [];
@@ -74,7 +86,6 @@ export class AgentWorker {
   private readLoop: Promise<void> | undefined;
   private ticker: NodeJS.Timeout | undefined;
   private claimer: NodeJS.Timeout | undefined;
-  private claimCursor = '0-0';
   private claiming = false;
   private lastPruneAt = Date.now();
   private failures = 0;
@@ -87,6 +98,10 @@ export class AgentWorker {
     // Own entries are renewed every beat; the timeout must leave room for a late beat.
     this.claimIdleMs = Math.max(2 * this.heartbeatMs, options.claimIdleMs ?? 10_000);
     this.handlerIdleMs = options.handlerIdleTimeoutMs ?? 120_000;
+    // Hung handler -> released after this, taken over one visibility timeout later (CONTRACT §6:
+    // another worker answers within 30 s with the defaults: 15 s + 10 s + a claim sweep).
+    this.silenceMs = options.handlerSilenceMs ?? 15_000;
+    this.maxDeliveries = options.maxDeliveries ?? 5;
     this.graceMs = options.shutdownGraceMs ?? 10_000;
     this.log = (options.log ?? silentLogger).child({ agent_type: this.agentType, worker_id: this.workerId });
     const name = `wsgw-agent:${this.agentType}`;
@@ -185,11 +200,23 @@ export class AgentWorker {
     if (free <= 0) return;
     this.claiming = true;
     try {
-      const { cursor, deliveries } = await this.streams.claim(this.workerId, this.claimIdleMs, this.claimCursor, free);
-      this.claimCursor = cursor;
-      const fresh = deliveries.filter((d) => !this.jobs.has(d.entryId));
-      if (fresh.length > 0) this.log.warn({ count: fresh.length }, 'took over requests a dead or frozen worker left');
-      for (const delivery of fresh) this.begin(delivery);
+      // Own released (hung) entries may be among the oldest idle ones: look past them.
+      let released = 0;
+      for (const job of this.jobs.values()) if (job.released) released++;
+      const deliveries = await this.streams.claim(this.workerId, this.claimIdleMs, free + released);
+      if (deliveries.length > 0) this.log.warn({ count: deliveries.length }, 'took over requests a dead or hung worker left');
+      for (const delivery of deliveries) {
+        // A request that every worker that took it failed to answer would go round forever.
+        if ((delivery.deliveries ?? 1) > this.maxDeliveries) {
+          this.log.error(
+            { request_id: delivery.request?.requestId, deliveries: delivery.deliveries },
+            'no worker answered this request; dropping it',
+          );
+          this.settle(delivery.entryId);
+        } else {
+          this.begin(delivery);
+        }
+      }
     } catch (err) {
       if (isNoGroup(err)) await this.streams.ensureGroup().catch(() => undefined);
       else this.log.debug({ err }, 'claiming abandoned requests failed; retrying later');
@@ -203,8 +230,16 @@ export class AgentWorker {
     const now = Date.now();
     const renew: string[] = [];
     for (const [entryId, job] of this.jobs) {
-      if (now - job.lastOutputAt > this.handlerIdleMs) this.abandon(entryId, job);
-      else renew.push(entryId);
+      const silentMs = now - job.lastOutputAt;
+      if (silentMs > this.handlerIdleMs) this.abandon(entryId, job);
+      else if (silentMs <= this.silenceMs) renew.push(entryId);
+      else if (!job.released) {
+        job.released = true;
+        this.log.warn(
+          { request_id: job.request.requestId, silent_ms: silentMs },
+          'agent handler silent too long; another worker may take its request over',
+        );
+      }
     }
     try {
       if (this.running) await this.streams.heartbeat(this.workerId, this.leaseMs());
@@ -230,7 +265,7 @@ export class AgentWorker {
       this.settle(entryId);
       return;
     }
-    const job: Job = { request, lastOutputAt: Date.now(), abandoned: false };
+    const job: Job = { request, lastOutputAt: Date.now(), abandoned: false, released: false };
     this.jobs.set(entryId, job);
     void this.handle(entryId, job);
   }

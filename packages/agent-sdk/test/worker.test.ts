@@ -135,6 +135,40 @@ describe('AgentWorker with a real Redis', () => {
     expect(calls).toEqual(['q1']);
   });
 
+  it('lets another worker take over a request whose handler hangs in a live process', async () => {
+    fresh('w-hung');
+    const { bus, replies } = await gatewayBus('r1');
+    let hungCalls = 0;
+    const settings = { heartbeatMs: 200, claimIdleMs: 600, handlerSilenceMs: 500, shutdownGraceMs: 100 };
+    await startWorker('flaky', () => {
+      hungCalls++;
+      return new Promise<unknown>(() => {});
+    }, { ...settings, workerId: 'hangs' });
+    await bus.publish(req(1, 'flaky'));
+    await waitFor(() => hungCalls === 1);
+    const started = Date.now();
+    await startWorker('flaky', async (r) => `rescued ${r.message}`, { ...settings, workerId: 'rescuer' });
+    await waitFor(() => replies.length === 1, 10_000);
+    expect(replies[0]).toMatchObject({ requestId: 'q1', kind: 'response', message: 'rescued m1' });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('drops a request that no worker answers after too many takeovers', async () => {
+    fresh('w-poison');
+    const { bus, client } = await gatewayBus('r1');
+    let calls = 0;
+    const hang = () => {
+      calls++;
+      return new Promise<unknown>(() => {});
+    };
+    const settings = { heartbeatMs: 200, claimIdleMs: 400, handlerSilenceMs: 300, maxDeliveries: 2, shutdownGraceMs: 100 };
+    await startWorker('poison', hang, { ...settings, workerId: 'p1' });
+    await startWorker('poison', hang, { ...settings, workerId: 'p2' });
+    await bus.publish(req(1, 'poison'));
+    await waitFor(async () => (await client.xlen(keys.agentRequests('poison'))) === 0, 15_000);
+    expect(calls).toBe(2);
+  });
+
   it('stops gracefully: in-flight requests are answered, then it no longer counts as live', async () => {
     fresh('w-stop');
     const { bus, replies } = await gatewayBus('r1');

@@ -153,8 +153,13 @@ describe('RedisAgentBus and AgentStreams against a real Redis', () => {
     await new Promise((r) => setTimeout(r, 250));
     await w.streams.renew('alive', alive.map((d) => d.entryId), 100);
 
-    const { deliveries } = await w.streams.claim('rescuer', 200, '0-0', 10);
+    const deliveries = await w.streams.claim('rescuer', 200, 10);
     expect(deliveries.map((d) => d.request?.requestId).sort()).toEqual(['req-1', 'req-2']);
+    expect(deliveries.map((d) => d.deliveries)).toEqual([2, 2]);
+    // Its own entries are never taken back by the consumer holding them.
+    await new Promise((r) => setTimeout(r, 250));
+    await w.streams.renew('alive', alive.map((d) => d.entryId), 100);
+    expect(await w.streams.claim('rescuer', 200, 10)).toEqual([]);
     // The dead consumer holds nothing now; it can be forgotten.
     expect(await w.streams.removeConsumerIfIdle('dead')).toBe(true);
     expect(await w.streams.removeConsumerIfIdle('alive')).toBe(false);

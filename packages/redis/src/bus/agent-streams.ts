@@ -12,6 +12,8 @@ export interface Delivery {
   entryId: string;
   /** Undefined for an entry that is not a request (it is settled without an answer). */
   request: AgentRequest | undefined;
+  /** Times delivered, this one included (known for takeovers). */
+  deliveries?: number;
 }
 
 /** A reply addressed to the replica that holds the client's socket. */
@@ -100,27 +102,29 @@ export class AgentStreams {
   }
 
   /**
-   * Takes over entries that another consumer read and has not settled for `minIdleMs` (it died or
-   * hangs). `cursor` walks the pending list across calls; '0-0' starts over.
+   * Takes over entries that another consumer read and has not settled or renewed for `minIdleMs`
+   * (it died, froze, or its handler hangs). Entries this consumer holds itself are left alone, so a
+   * worker with a hung handler cannot keep its own request from the others. Looks at up to `scan`
+   * of the oldest idle entries; each delivery says how often its entry has been delivered.
    */
-  async claim(
-    consumer: string,
-    minIdleMs: number,
-    cursor: string,
-    count: number,
-  ): Promise<{ cursor: string; deliveries: Delivery[] }> {
-    const [next, entries] = (await this.client.xautoclaim(
+  async claim(consumer: string, minIdleMs: number, scan: number): Promise<Delivery[]> {
+    const idle = (await this.client.xpending(this.requestsKey, AGENT_GROUP, 'IDLE', minIdleMs, '-', '+', scan)) as Array<
+      [id: string, owner: string, idleMs: number, delivered: number]
+    >;
+    const theirs = idle.filter(([, owner]) => owner !== consumer);
+    if (theirs.length === 0) return [];
+    const delivered = new Map(theirs.map(([id, , , times]) => [id, Number(times) + 1]));
+    // XCLAIM re-checks the idle time: an entry another worker took meanwhile is skipped.
+    const claimed = (await this.client.xclaim(
       this.requestsKey,
       AGENT_GROUP,
       consumer,
       minIdleMs,
-      cursor,
-      'COUNT',
-      count,
-    )) as [string, Array<RawEntry | null>, string[]?];
-    // Entries deleted meanwhile come back as null in some Redis versions; they need nothing.
-    const deliveries = entries.filter((e): e is RawEntry => Array.isArray(e) && Array.isArray(e[1])).map(toDelivery);
-    return { cursor: next, deliveries };
+      ...theirs.map(([id]) => id),
+    )) as Array<RawEntry | null>;
+    return claimed
+      .filter((e): e is RawEntry => Array.isArray(e) && Array.isArray(e[1]))
+      .map((entry) => ({ ...toDelivery(entry), deliveries: delivered.get(entry[0]) ?? 1 }));
   }
 
   /**
