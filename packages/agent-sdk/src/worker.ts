@@ -10,6 +10,7 @@ import {
   type OutgoingReply,
   type RedisClient,
 } from '@wsgw/redis';
+import { Outbox } from './outbox.js';
 
 export interface AgentWorkerOptions {
   agentType: string;
@@ -57,9 +58,8 @@ const BLOCK_MS = 1000;
 /**
  * One agent worker: reads its type's requests through the consumer group, runs the handler with
  * the request's trace context, writes replies to the asking replica's reply stream, keeps a
- * liveness lease, takes over requests of dead workers, and stops gracefully.
- * Replies and acknowledgements of one event-loop turn are written together; a request is
- * acknowledged only after its replies are stored, so a crash at any point loses nothing.
+ * liveness lease, takes over requests of dead workers, and stops gracefully. Replies and
+ * acknowledgements go through the `Outbox` (batched per turn, acknowledged only once answered).
  */
 export class AgentWorker {
   readonly workerId: string;
@@ -76,10 +76,7 @@ export class AgentWorker {
   private readonly maxDeliveries: number;
   private readonly graceMs: number;
   private readonly jobs = new Map<string, Job>();
-  private readonly outbox: OutgoingReply[] = [];
-  private readonly toSettle: string[] = [];
-  private flushScheduled = false;
-  private flushing: Promise<void> | undefined;
+  private readonly outbox: Outbox;
   private capacityWaiters: Array<() => void> = [];
   private running = false;
   private stopping: Promise<void> | undefined;
@@ -113,6 +110,7 @@ export class AgentWorker {
       keys: redisKeys(options.keyPrefix ?? 'wsgw:'),
       agentType: this.agentType,
     });
+    this.outbox = new Outbox(this.streams, (err, what) => this.recover(err, what));
   }
 
   /** Requests being handled right now. */
@@ -162,7 +160,7 @@ export class AgentWorker {
       const deadline = Date.now() + this.graceMs;
       while (this.jobs.size > 0 && Date.now() < deadline) await sleep(20);
       if (this.jobs.size > 0) this.log.warn({ in_flight: this.jobs.size }, 'grace time over; unfinished requests go to another worker');
-      await this.drainOutbox(deadline + 2000);
+      await this.outbox.drain(deadline + 2000);
       clearInterval(this.ticker);
       await this.streams.removeConsumerIfIdle(this.workerId).catch(() => false);
     }
@@ -315,60 +313,12 @@ export class AgentWorker {
     for (const wake of waiters) wake();
   }
 
-  // ---------------------------------------------------------------- writing back
-
   private send(reply: OutgoingReply): void {
-    this.outbox.push(reply);
-    this.scheduleFlush();
+    this.outbox.send(reply);
   }
 
   private settle(entryId: string): void {
-    this.toSettle.push(entryId);
-    this.scheduleFlush();
-  }
-
-  /** Everything queued in one turn goes out together, after the turn. */
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.flushing) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flushing ??= this.flush().finally(() => {
-        this.flushing = undefined;
-        if (this.outbox.length > 0 || this.toSettle.length > 0) this.scheduleFlush();
-      });
-    });
-  }
-
-  /**
-   * Writes the queued replies, then acknowledges the queued entries. Taken in one step, every
-   * entry to settle has had all its replies queued before it, so none is acknowledged unanswered.
-   */
-  private async flush(): Promise<void> {
-    const replies = this.outbox.splice(0);
-    const settles = this.toSettle.splice(0);
-    try {
-      await this.streams.sendReplies(replies);
-    } catch (err) {
-      this.outbox.unshift(...replies);
-      this.toSettle.unshift(...settles);
-      await this.recover(err, 'writing replies failed');
-      return;
-    }
-    try {
-      await this.streams.settle(settles);
-    } catch (err) {
-      this.toSettle.unshift(...settles);
-      await this.recover(err, 'acknowledging requests failed');
-    }
-  }
-
-  private async drainOutbox(deadline: number): Promise<void> {
-    while ((this.outbox.length > 0 || this.toSettle.length > 0 || this.flushing) && Date.now() < deadline) {
-      if (this.flushing) await this.flushing;
-      else if (this.outbox.length > 0 || this.toSettle.length > 0) this.scheduleFlush();
-      await sleep(5);
-    }
+    this.outbox.settle(entryId);
   }
 
   // ---------------------------------------------------------------- plumbing

@@ -9,7 +9,7 @@ import {
   type RedisClient,
   type RedisKeys,
 } from '@wsgw/redis';
-import { startRedis, uniquePrefix, type TestRedis } from './bus-support.js';
+import { findRedis, uniquePrefix, type TestRedis } from '@wsgw/testkit';
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
@@ -34,7 +34,7 @@ describe('RedisAgentBus and AgentStreams against a real Redis', () => {
   let keys: RedisKeys;
 
   beforeAll(async () => {
-    redis = await startRedis();
+    redis = await findRedis();
   });
   afterAll(async () => {
     await redis.stop();
