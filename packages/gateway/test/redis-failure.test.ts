@@ -116,9 +116,15 @@ describe('limits while Redis is unavailable', () => {
 
       await outage.end();
       const back = Date.now();
-      // Within 5 s of Redis answering, the replicas hold their slots in Redis again...
-      await eventually(async () => (await readyStatus(closed)) === 200, 5000, 'closed mode ready again');
+      // Within 5 s of Redis answering, every replica that noticed the outage is back on Redis...
+      for (const gw of [local1, local2, closed]) {
+        if (gw.logs().some((l) => String(l['msg']).startsWith('redis unreachable'))) {
+          await gw.waitForLog((l) => l['msg'] === 'redis answers again: shared limits apply', 5500);
+        }
+      }
+      expect(await readyStatus(closed)).toBe(200);
       const keys = server.admin();
+      // ...and holds its slots in Redis again,
       await eventually(async () => (await keys.zcard(`${localPrefix}{slots}:all`)) === 2, 5000, 'slots re-registered');
       expect(Date.now() - back).toBeLessThan(5000 + 500);
       // ...so the shared limit counts them: user u already has 2 (both on local1), local2 refuses.

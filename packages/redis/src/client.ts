@@ -56,7 +56,7 @@ export function parseRedisUrl(url: string): RedisTarget {
 export function createRedisClient(url: string, options: RedisClientOptions = {}): RedisClient {
   const target = parseRedisUrl(url);
   const common: RedisOptions = {
-    commandTimeout: options.commandTimeoutMs ?? 500,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
     connectTimeout: options.connectTimeoutMs ?? 1000,
     // Commands in flight when the link drops fail at once instead of being retried later.
     maxRetriesPerRequest: 0,
@@ -118,14 +118,22 @@ export function isClusterUrl(url: string): boolean {
 }
 
 /**
- * Makes the first connection attempt; resolves true once connected, false if it failed (the
- * client keeps retrying in the background). Never rejects.
+ * Makes the first connection attempt; resolves true once connected, false if it failed or took
+ * longer than `timeoutMs` (the client keeps trying in the background). Never rejects.
  */
-export async function connectRedis(client: RedisClient): Promise<boolean> {
+export async function connectRedis(client: RedisClient, timeoutMs = 5000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const attempt = client.connect().then(
+    () => true,
+    () => false,
+  );
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+    timer.unref();
+  });
   try {
-    await client.connect();
-    return true;
-  } catch {
-    return false;
+    return await Promise.race([attempt, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -29,8 +29,9 @@ export interface SpawnGatewayOptions {
   wrapper?: string[];
   /** Extra environment for the wrapper (LD_PRELOAD tuning...). */
   wrapperEnv?: Record<string, string>;
-  /** Wait for /readyz 200 (default) or only for listening. */
+  /** Wait for /readyz 200 and, with REDIS_URL, for Redis to be reached (default); or only for listening. */
   waitReady?: boolean;
+  /** Generous by default: the machine running the suite may be busy with other work. */
   readyTimeoutMs?: number;
 }
 
@@ -113,7 +114,7 @@ export async function spawnGateway(env: Record<string, string>, options: SpawnGa
     });
   };
 
-  const listening = await waitForLog((l) => l['msg'] === 'gateway listening', options.readyTimeoutMs ?? 15_000);
+  const listening = await waitForLog((l) => l['msg'] === 'gateway listening', options.readyTimeoutMs ?? 30_000);
   const port = Number(listening['port']);
   const handle: GatewayProcess = {
     pid,
@@ -141,7 +142,17 @@ export async function spawnGateway(env: Record<string, string>, options: SpawnGa
       return result;
     },
   };
-  if (options.waitReady !== false) await waitReady(handle, options.readyTimeoutMs ?? 15_000);
+  if (options.waitReady !== false) {
+    await waitReady(handle, options.readyTimeoutMs ?? 30_000);
+    // In `local` failure mode /readyz is 200 even while Redis is not reached yet: wait until the
+    // limits are on Redis, so a test never starts on a replica that is deciding from memory.
+    if (fullEnv['REDIS_URL']) {
+      await waitForLog(
+        (l) => l['msg'] === 'connected to redis' || l['msg'] === 'redis answers again: shared limits apply',
+        options.readyTimeoutMs ?? 30_000,
+      );
+    }
+  }
   return handle;
 }
 
