@@ -3,7 +3,7 @@
 // See docs/BENCHMARKS.md. Loopback only; every process it starts is stopped by PID at the end.
 //
 //   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
-//                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,limited]
+//                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,otel-full,limited]
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
 //                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
@@ -57,7 +57,7 @@ const plan = {
   // One user far over 10/s; the per-minute limit is huge only so that the socket is not closed
   // with 1008 for its many denials (CONTRACT §5) while we count what the denials cost.
   limited: { conns: 1, inflight: 8, perSecond: 10, perMinute: 1_000_000_000 },
-  only: args.only ? String(args.only).split(',') : ['bare', 'redis', 'embedded', 'otel', 'limited'],
+  only: args.only ? String(args.only).split(',') : ['bare', 'redis', 'embedded', 'otel', 'otel-full', 'limited'],
 };
 
 const outDir = args.out ? path.resolve(String(args.out)) : path.join(root, '.bench', new Date().toISOString().replace(/[:.]/g, '-'));
@@ -118,7 +118,6 @@ async function main() {
     targets: {},
   };
 
-  const sink = await startOtlpSink();
   report.meta.redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
 
   if (args['cpu-prof']) {
@@ -126,10 +125,9 @@ async function main() {
     report.profile = await profileGateway(redis, gatewayMain);
     if (redis) await stopProcess(redis.child);
   } else {
-    await runAll(report, gatewayMain, sink);
+    await runAll(report, gatewayMain);
   }
 
-  await sink.close();
   report.meta.loadAverageEnd = loadAverage();
   report.checks = evaluateTargets(report);
   for (const w of workers) w.proc.send({ cmd: 'exit' });
@@ -148,7 +146,7 @@ async function main() {
  * processes. Then the load scenarios run in rounds, targets interleaved, so a burst of load from
  * elsewhere on a shared machine hits every target alike; each figure is the median round.
  */
-async function runAll(report, gatewayMain, sink) {
+async function runAll(report, gatewayMain) {
   const full = ['idle', 'throughput', 'latency', 'storm'];
   const withRedis = async (key) => startRedis(workDirFor(`redis-${key}`));
   const defs = [
@@ -160,8 +158,16 @@ async function runAll(report, gatewayMain, sink) {
       label: 'gateway, Redis, telemetry on (OTLP)',
       scenarios: ['throughput'],
       redis: true,
-      sink,
-      start: (t) => startGateway(gatewayMain, 'otel', gatewayEnv({ redis: t.redis, otlp: sink.url })),
+      sink: true,
+      start: (t) => startGateway(gatewayMain, 'otel', gatewayEnv({ redis: t.redis, otlp: t.sink.url })),
+    },
+    {
+      key: 'otel-full',
+      label: 'gateway, Redis, telemetry, all traces',
+      scenarios: ['throughput'],
+      redis: true,
+      sink: true,
+      start: (t) => startGateway(gatewayMain, 'otel-full', gatewayEnv({ redis: t.redis, otlp: t.sink.url, sampler: 'parentbased_always_on' })),
     },
     {
       key: 'limited',
@@ -178,6 +184,7 @@ async function runAll(report, gatewayMain, sink) {
       report.targets[t.key] = t.result;
       try {
         if (t.redis) t.redis = await withRedis(t.key);
+        if (t.sink) t.sink = await startOtlpSink(); // one per target: its counts are that target's
         t.server = await t.start(t);
         t.result.pid = t.server.child.pid;
         if (t.redis) t.result.redisPid = t.redis.child.pid;
@@ -204,6 +211,7 @@ async function runAll(report, gatewayMain, sink) {
     for (const t of defs) {
       if (t.server) t.result.exitCode = await stopProcess(t.server.child, 15_000);
       if (t.redis?.child) await stopProcess(t.redis.child);
+      if (t.sink?.close) await t.sink.close();
     }
   }
 }
@@ -260,7 +268,7 @@ async function startBare() {
   return { child, tail, port, path: '/echo', kind: 'bare' };
 }
 
-function gatewayEnv({ redis, otlp, perSecond, perMinute }) {
+function gatewayEnv({ redis, otlp, perSecond, perMinute, sampler }) {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -294,6 +302,9 @@ function gatewayEnv({ redis, otlp, perSecond, perMinute }) {
     env.OTEL_METRIC_EXPORT_INTERVAL = '1000';
     env.OTEL_BSP_SCHEDULE_DELAY = '1000';
   }
+  // Unset, the gateway samples 1% of new traces (packages/telemetry/src/sampler.ts): the
+  // telemetry-on target measures that default; the all-traces one shows what tracing each costs.
+  if (otlp && sampler) env.OTEL_TRACES_SAMPLER = sampler;
   return env;
 }
 

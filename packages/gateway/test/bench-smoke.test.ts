@@ -54,7 +54,7 @@ describe('benchmark smoke run (--quick)', () => {
     const report = JSON.parse(readFileSync(json, 'utf8')) as Report;
     expect(report.meta.node).toBe(process.version);
     expect(report.meta.loadAverageEnd).toHaveLength(3);
-    expect(Object.keys(report.targets).sort()).toEqual(['bare', 'embedded', 'limited', 'otel', 'redis']);
+    expect(Object.keys(report.targets).sort()).toEqual(['bare', 'embedded', 'limited', 'otel', 'otel-full', 'redis']);
 
     for (const [key, target] of Object.entries(report.targets)) {
       expect(target.error, `${key}: ${target.error}`).toBeUndefined();
