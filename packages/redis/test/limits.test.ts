@@ -4,6 +4,8 @@ import { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
 import {
   createRedisClient,
   FailoverConnectionLeases,
+  FailoverRateLimiter,
+  LimitsUnavailableError,
   RedisConnectionLeases,
   RedisHealth,
   redisKeys,
@@ -159,6 +161,31 @@ describe('FailoverConnectionLeases with Redis unreachable', () => {
     );
     expect(await closed.acquire('f4', 'v')).toMatchObject({ granted: false, reason: 'unavailable' });
     await waitFor(() => health.isDown());
+  });
+});
+
+describe('FailoverRateLimiter with Redis unreachable', () => {
+  it('decides from memory with the same windows in local mode and refuses in closed mode, counting each', async () => {
+    const c = createRedisClient('redis://127.0.0.1:1'); // nothing listens on port 1
+    clients.push(c);
+    const health = new RedisHealth(c, quiet);
+    health.startDown();
+    const redisRates = new RedisRateLimiter(c, health, { keys: redisKeys(uniquePrefix('rf')), perSecond: 2, perMinute: 10 });
+    const decisions: string[] = [];
+    const metrics = { ...noopMetrics, fallbackDecision: (store: string, d: string) => void decisions.push(`${store}:${d}`) };
+    const local = new FailoverRateLimiter(redisRates, new MemoryRateLimiter({ perSecond: 2, perMinute: 10 }), health, 'local', metrics);
+    const closed = new FailoverRateLimiter(redisRates, new MemoryRateLimiter({ perSecond: 2, perMinute: 10 }), health, 'closed', metrics);
+    closers.push(async () => {
+      await local.close();
+      await closed.close();
+      health.close();
+    });
+    const started = Date.now();
+    const answers = [await local.consume('u'), await local.consume('u'), await local.consume('u')];
+    expect(answers.map((a) => a.allowed)).toEqual([true, true, false]);
+    await expect(closed.consume('u')).rejects.toBeInstanceOf(LimitsUnavailableError);
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(decisions).toEqual(['rates:local_allowed', 'rates:local_allowed', 'rates:local_denied', 'rates:refused']);
   });
 });
 
