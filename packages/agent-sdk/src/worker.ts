@@ -123,9 +123,18 @@ export class AgentWorker {
     if (this.running || this.stopping) return;
     this.running = true;
     await Promise.all([this.ready(this.client), this.ready(this.blocking)]);
-    if (!this.running) return;
-    await this.streams.ensureGroup();
-    const live = await this.streams.heartbeat(this.workerId, this.leaseMs());
+    let live = 0;
+    // Redis may go away between connecting and registering: keep trying until stopped.
+    for (;;) {
+      if (!this.running) return;
+      try {
+        await this.streams.ensureGroup();
+        live = await this.streams.heartbeat(this.workerId, this.leaseMs());
+        break;
+      } catch (err) {
+        await this.recover(err, 'registering the worker failed');
+      }
+    }
     this.ticker = setInterval(() => void this.tick(), this.heartbeatMs);
     this.claimer = setInterval(() => void this.claim(), Math.min(2000, Math.floor(this.claimIdleMs / 2)));
     this.readLoop = this.read();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentReply, Logger } from '@wsgw/core';
 import { connectRedis, createRedisClient, RedisAgentBus, redisKeys } from '@wsgw/redis';
-import { findRedis, spawnAgentWorker, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
+import { findRedis, freePort, spawnAgentWorker, startRedisServer, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
@@ -60,6 +60,45 @@ describe('the example echo worker process', () => {
       await worker.stop();
     }
   });
+
+  it('waits for a Redis that is not up yet, and serves again after Redis restarts empty', async () => {
+    const port = await freePort();
+    const prefix = uniquePrefix('example-restart');
+    const keys = redisKeys(prefix);
+    const starting = spawnAgentWorker({
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      REDIS_KEY_PREFIX: prefix,
+      AGENT_TYPE: 'phoenix',
+      AGENT_HEARTBEAT_MS: '300',
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const server = await startRedisServer({ port });
+    const worker = await starting;
+    const client = createRedisClient(server.url, { commandTimeoutMs: 2000 });
+    const blocking = createRedisClient(server.url, { commandTimeoutMs: 5000 });
+    await connectRedis(client);
+    const bus = new RedisAgentBus(client, blocking, { keys, replicaId: 'r-phoenix', maxQueue: 100, blockMs: 200 }, silent);
+    const replies: AgentReply[] = [];
+    bus.onReply((r) => replies.push(r));
+    bus.start();
+    const ask = (n: number) =>
+      bus.publish({ requestId: `p${n}`, connectionId: 'c', replicaId: 'r-phoenix', userId: 'u', agentType: 'phoenix', message: `m${n}` });
+    try {
+      expect(await ask(1)).toEqual({ accepted: true });
+      await waitFor(() => replies.length === 1, 10_000);
+
+      // Redis comes back empty: no stream, no group, no registry. The worker registers again.
+      await server.kill();
+      await server.restart();
+      await waitFor(async () => (await ask(2).catch(() => ({ accepted: false }))).accepted, 10_000, 200);
+      await waitFor(() => replies.some((r) => r.requestId === 'p2'), 10_000);
+    } finally {
+      await bus.close();
+      client.disconnect();
+      await worker.stop();
+      await server.stop();
+    }
+  }, 40_000);
 
   it('refuses to start without REDIS_URL, naming the variable', async () => {
     await expect(spawnAgentWorker({})).rejects.toThrow(/REDIS_URL/);
