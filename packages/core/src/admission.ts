@@ -11,7 +11,15 @@ import {
   type SessionResult,
   type SessionValidator,
 } from './ports.js';
-import { contextFromHeaders, failSpan, inChildSpan, SpanAttr, SpanNames, startServerSpan } from './tracing.js';
+import {
+  contextFromHeaders,
+  failSpan,
+  inChildSpan,
+  SpanAttr,
+  SpanNames,
+  startServerSpan,
+  traceLogFields,
+} from './tracing.js';
 
 /** Longer tokens are refused before any validator sees them. */
 export const MAX_TOKEN_LENGTH = 8192;
@@ -121,13 +129,15 @@ export class UpgradeAdmission {
     }
 
     const token = req.token;
+    // Log lines after an await carry the span's ids themselves (no async context propagation).
+    const traced = traceLogFields(span);
     if (token === undefined || token === '') {
-      this.logSessionInvalid(req, 'missing', undefined);
+      this.logSessionInvalid(req, 'missing', undefined, traced);
       return this.reject(req, 'session_invalid');
     }
     if (token.length > MAX_TOKEN_LENGTH) {
       // No validator needs more; refusing early keeps hashing and lookups cheap for junk.
-      this.logSessionInvalid(req, 'too_long', undefined);
+      this.logSessionInvalid(req, 'too_long', undefined, traced);
       return this.reject(req, 'session_invalid');
     }
     const tokenHash = tokenFingerprint(token);
@@ -138,7 +148,13 @@ export class UpgradeAdmission {
       if (abort.aborted) return { admitted: false, rejection: null };
       if (!verdict.allowed) {
         deps.log.warn(
-          { event: 'security.session_invalid', reason: 'too_many_failures', path: req.path, ip: req.remoteAddress },
+          {
+            event: 'security.session_invalid',
+            reason: 'too_many_failures',
+            path: req.path,
+            ip: req.remoteAddress,
+            ...traced,
+          },
           'upgrade refused: too many failed session checks from this address',
         );
         return this.reject(req, 'too_many_upgrades', verdict.retryAfterMs);
@@ -147,7 +163,7 @@ export class UpgradeAdmission {
 
     let result: SessionResult;
     try {
-      result = await inChildSpan(SpanNames.sessionValidate, async (child) => {
+      result = await inChildSpan(SpanNames.sessionValidate, span, async (child) => {
         const r = await deps.sessions.validate(token);
         if (child.isRecording()) {
           child.setAttribute('wsgw.session.validator', deps.sessions.kind);
@@ -157,12 +173,12 @@ export class UpgradeAdmission {
       });
     } catch (err) {
       if (!(err instanceof SessionBackendUnavailableError)) {
-        deps.log.error({ err, path: req.path, token_hash: tokenHash }, 'session validator failed');
+        deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
       }
       return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
     }
     if (!result.valid) {
-      this.logSessionInvalid(req, result.reason, tokenHash);
+      this.logSessionInvalid(req, result.reason, tokenHash, traced);
       if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
       return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'session_invalid');
     }
@@ -179,13 +195,13 @@ export class UpgradeAdmission {
     }
     let decision;
     try {
-      decision = await inChildSpan(SpanNames.slotAcquire, async (child) => {
+      decision = await inChildSpan(SpanNames.slotAcquire, span, async (child) => {
         const d = await deps.leases.acquire(connectionId, userId);
         if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
         return d;
       });
     } catch (err) {
-      deps.log.error({ err, path: req.path, user_id: userId }, 'connection slot store failed');
+      deps.log.error({ err, path: req.path, user_id: userId, ...traced }, 'connection slot store failed');
       // The call may have taken the slot before failing: give it back (idempotent by id).
       await this.releaseQuietly(connectionId, userId);
       return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
@@ -200,6 +216,7 @@ export class UpgradeAdmission {
             origin: req.origin,
             user_id: userId,
             token_hash: tokenHash,
+            ...traced,
           },
           'upgrade refused: connection limit',
         );
@@ -232,7 +249,12 @@ export class UpgradeAdmission {
     }
   }
 
-  private logSessionInvalid(req: UpgradeRequest, reason: string, tokenHash: string | undefined): void {
+  private logSessionInvalid(
+    req: UpgradeRequest,
+    reason: string,
+    tokenHash: string | undefined,
+    traced: Readonly<Record<string, string>>,
+  ): void {
     this.deps.log.warn(
       {
         event: 'security.session_invalid',
@@ -241,6 +263,7 @@ export class UpgradeAdmission {
         origin: req.origin,
         ip: req.remoteAddress,
         token_hash: tokenHash,
+        ...traced,
       },
       'upgrade refused: session invalid',
     );

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { context, ROOT_CONTEXT, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanStatusCode, type Span } from '@opentelemetry/api';
 import {
   CloseCode,
   errorFrame,
@@ -21,7 +21,7 @@ import type {
   Logger,
   MessageRateLimiter,
 } from './ports.js';
-import { failSpan, SpanAttr, SpanNames, startServerSpan, traceCarrier } from './tracing.js';
+import { failSpan, SpanAttr, SpanNames, startServerSpan, traceCarrier, traceLogFields } from './tracing.js';
 
 export interface HubOptions {
   replicaId: string;
@@ -87,7 +87,9 @@ export class ConnectionHub {
     }
     let handedOff = false;
     try {
-      handedOff = await context.with(trace.setSpan(ROOT_CONTEXT, span), () => this.handle(connection, text, span));
+      // The span is passed down, not made active: the message path awaits at once (rate check), and
+      // its Redis calls are batched across messages, so no call belongs to this span alone.
+      handedOff = await this.handle(connection, text, span);
     } catch (err) {
       failSpan(span, err);
       throw err;
@@ -104,7 +106,7 @@ export class ConnectionHub {
     try {
       decision = await deps.rates.consume(connection.userId);
     } catch (err) {
-      deps.log.error({ err, connection_id: connection.id }, 'rate limiter failed');
+      deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'rate limiter failed');
       connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
       endSpan(span, MessageErrorCode.unavailable, true);
       return false;
@@ -115,7 +117,7 @@ export class ConnectionHub {
     }
 
     if (!decision.allowed) {
-      this.rateLimited(connection, text, decision.retryAfterMs);
+      this.rateLimited(connection, text, decision.retryAfterMs, span);
       endSpan(span, MessageErrorCode.rateLimited, false);
       return false;
     }
@@ -168,7 +170,10 @@ export class ConnectionHub {
         trace: traceCarrier(span),
       });
     } catch (err) {
-      deps.log.error({ err, agent_type: msg.agent_type, connection_id: connection.id }, 'agent bus publish failed');
+      deps.log.error(
+        { err, agent_type: msg.agent_type, connection_id: connection.id, ...traceLogFields(span) },
+        'agent bus publish failed',
+      );
       result = { accepted: false as const, code: 'unavailable' as const, message: 'agent bus unavailable' };
     }
     if (!result.accepted && this.pending.get(requestId)) {
@@ -181,7 +186,7 @@ export class ConnectionHub {
     return true;
   }
 
-  private rateLimited(connection: Connection, text: string | null, retryAfterMs: number): void {
+  private rateLimited(connection: Connection, text: string | null, retryAfterMs: number, span: Span): void {
     const { deps } = this;
     deps.metrics.rateLimitExceeded();
     const { first, exceeded } = connection.recordDenial(deps.clock.now(), this.options.maxMessagesPerMinute);
@@ -194,6 +199,7 @@ export class ConnectionHub {
           path: connection.path,
           token_hash: connection.tokenHash,
           closing: exceeded,
+          ...traceLogFields(span),
         },
         exceeded ? 'closing socket that keeps flooding' : 'message rate limit reached',
       );

@@ -11,7 +11,13 @@ if (!loaded.ok) {
 const { config } = loaded;
 // OpenTelemetry first, before anything makes a meter or a span (it needs the replica id, so it
 // comes right after the config check, which is pure and does no I/O).
-const telemetry = startTelemetry({ env: process.env, replicaId: config.replicaId, defaultServiceName: 'ws-gateway' });
+const telemetry = startTelemetry({
+  env: process.env,
+  replicaId: config.replicaId,
+  defaultServiceName: 'ws-gateway',
+  // No async hooks on the message path: core passes spans explicitly (packages/telemetry/src/context.ts).
+  contextPropagation: 'synchronous',
+});
 const log = createLogger({ level: config.logLevel, replicaId: config.replicaId });
 const metrics = createGatewayMetrics(telemetry.meter('@wsgw/gateway'), config.corsOrigins);
 

