@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  checkDeploy,
   checkDockerfile,
   checkOverlay,
   renderKustomization,
@@ -17,31 +16,22 @@ const repo = fileURLToPath(new URL('../../..', import.meta.url));
 const clone = <T>(v: T): T => structuredClone(v);
 
 describe('what ships to operators', () => {
-  it('passes every check: Dockerfile, compose + HAProxy, both overlays rendered and schema-valid', async () => {
-    const report = await checkDeploy(repo);
-    expect(report.problems).toEqual([]);
-    expect(report.rendered.dev.length).toBeGreaterThan(10);
-    expect(report.rendered.prod.length).toBeGreaterThan(10);
-  });
-
-  it('scripts/check-deploy (the built CLI) exits 0 and says so', () => {
+  // The whole pipeline as CI runs it: Dockerfile, compose + HAProxy, the Collector copy, both
+  // overlays rendered (kubectl, or the built-in renderer where it is missing; kustomize.test.ts
+  // holds the two to the same output) and validated against the schemas and the rules.
+  it('scripts/check-deploy (the built CLI) finds no problem', () => {
     const run = spawnSync(process.execPath, [join(repo, 'packages', 'deploy-checks', 'dist', 'cli.js')], { cwd: repo, encoding: 'utf8' });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^check-deploy: ok/);
-  });
-
-  it('passes with the built-in renderer too (machines without kubectl)', async () => {
-    const report = await checkDeploy(repo, 'builtin');
-    expect(report.problems).toEqual([]);
-  });
+  }, 90_000);
 });
 
 describe('the checks catch what they are for', () => {
   const prod = renderKustomization(join(repo, 'k8s', 'overlays', 'prod'));
   const gateway = (objects: K8sObject[]) => objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'ws-gateway') as any;
 
-  it('an unknown field (a typo) and a wrongly typed value fail schema validation', async () => {
+  it('an unknown field (a typo) and a wrongly typed value fail schema validation', { timeout: 60_000 }, async () => {
     const typo = clone(prod);
     const container = gateway(typo).spec.template.spec.containers[0];
     container.readynessProbe = container.readinessProbe;
