@@ -72,6 +72,7 @@ export function findRepoRoot(): string {
  */
 export class LocalCluster {
   private readonly replicasByName = new Map<string, Replica>();
+  private haproxy: ManagedProcess | undefined;
   private nextIndex = 1;
   private stopped = false;
 
@@ -208,8 +209,6 @@ export class LocalCluster {
   logFile(name: string, generation = this.replica(name).generation): string {
     return join(this.logDir, `${name}.${generation}.log`);
   }
-
-  private haproxy: ManagedProcess | undefined;
 
   private async startHaproxy(): Promise<void> {
     const template = readFileSync(join(this.repoRoot, 'infra', 'haproxy', 'haproxy.cfg'), 'utf8');
