@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../src/index.js';
-import { closeAll, devUserId, mustOpen, openSocket, SlotInspector, sleep, type LbSocket } from './support.js';
+import { closeAll, devUserId, mustOpen, openSocket, slidingWindowViolations, SlotInspector, sleep, type LbSocket } from './support.js';
 
 /**
  * Issue 6, proof 1: through HAProxy, round robin over three replicas, one user's connection
@@ -101,10 +101,15 @@ describe('limits through HAProxy over three replicas', () => {
     expect(new Set(rateSockets.map((s) => s.servedBy)).size).toBe(3);
 
     // Bursts of 9 frames (3 per replica), each sent at once, more than a second after the last
-    // reply of the one before: 5 per second are admitted, until 12 in the minute are used up.
+    // reply of the one before. Normally 5, 5, 2, 0 are admitted: 5 a second until the 12 of the
+    // minute are used up. The assertions need no timing luck: the minute's total is exact, the
+    // first burst gets at least the per-second allowance, and no 6 admitted messages fit in 1 s
+    // (checked from send and reply times, which bracket each admission).
     const admittedPerBurst: number[] = [];
+    const answered: Array<{ sentAt: number; repliedAt: number }> = [];
     for (let burst = 0; burst < 4; burst++) {
       const ids: Array<{ socket: LbSocket; id: string }> = [];
+      const sentAt = Date.now();
       rateSockets.forEach((socket, s) => {
         for (let m = 0; m < 3; m++) {
           const id = `b${burst}-s${s}-m${m}`;
@@ -112,14 +117,24 @@ describe('limits through HAProxy over three replicas', () => {
           socket.ws.send(JSON.stringify({ agent_type: 'echo', message: id, id }));
         }
       });
-      const outcomes = await Promise.all(ids.map(({ socket, id }) => socket.reply(id)));
+      const outcomes = await Promise.all(
+        ids.map(async ({ socket, id }) => {
+          const frame = await socket.reply(id);
+          if (frame.type === 'response') answered.push({ sentAt, repliedAt: Date.now() });
+          return frame;
+        }),
+      );
       for (const o of outcomes) {
         if (o.type !== 'response') expect([o.type, o.code]).toEqual(['error', 'rate_limited']);
       }
       admittedPerBurst.push(outcomes.filter((o) => o.type === 'response').length);
       await sleep(1100);
     }
-    expect(admittedPerBurst).toEqual([PER_SECOND, PER_SECOND, PER_MINUTE - 2 * PER_SECOND, 0]);
+    console.info(`rate bursts of 9 over 3 replicas, admitted: ${admittedPerBurst.join(', ')}`);
+    expect(admittedPerBurst.reduce((a, b) => a + b, 0)).toBe(PER_MINUTE);
+    expect(admittedPerBurst[0]).toBeGreaterThanOrEqual(PER_SECOND);
+    expect(admittedPerBurst[3]).toBe(0);
+    expect(slidingWindowViolations(answered, PER_SECOND, 1000)).toEqual([]);
     // Rate-limited frames are dropped, the sockets stay open (8 per socket stays under the 1008 bar).
     expect(rateSockets.every((s) => s.isOpen())).toBe(true);
   });
