@@ -37,6 +37,7 @@ async function start(args: string[]): Promise<void> {
   const cluster = await LocalCluster.start({
     replicas,
     env,
+    keepLogs: true,
     ...(values.port ? { lbPort: Number(values.port) } : {}),
     ...(values['redis-url'] ? { redisUrl: values['redis-url'] } : {}),
     ...(values['key-prefix'] ? { keyPrefix: values['key-prefix'] } : {}),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +27,14 @@ export interface LocalClusterOptions {
   lbPort?: number;
   /** Where each process writes its log; default a new temporary folder. */
   logDir?: string;
+  /**
+   * Keep the temporary log folder after `stop` (the default removes a folder it created itself,
+   * unless WSGW_KEEP_CLUSTER_LOGS is set, so test runs leave nothing behind).
+   */
+  keepLogs?: boolean;
   /** The repository root (to find packages/gateway/dist/main.js and infra/haproxy/haproxy.cfg). */
   repoRoot?: string;
-  /** How long a replica may take to become ready. Default 20 s (two cores shared by many). */
+  /** How long a replica may take to become ready. Default 60 s (two cores shared by many). */
   readyTimeoutMs?: number;
 }
 
@@ -73,6 +78,8 @@ export function findRepoRoot(): string {
 export class LocalCluster {
   private readonly replicasByName = new Map<string, Replica>();
   private haproxy: ManagedProcess | undefined;
+  /** A cluster that failed to start keeps its logs: the error names them. */
+  private keepLogsAfterFailure = false;
   private nextIndex = 1;
   private stopped = false;
 
@@ -97,7 +104,7 @@ export class LocalCluster {
     const redisUrl = options.redisUrl ?? (redis as LocalRedis).url;
     const lbPort = options.lbPort ?? (await freePort());
     const cluster = new LocalCluster(
-      { readyTimeoutMs: 20_000, ...options },
+      { readyTimeoutMs: 60_000, ...options },
       repoRoot,
       logDir,
       keyPrefix,
@@ -115,6 +122,7 @@ export class LocalCluster {
       await cluster.startHaproxy();
       for (const name of names) await cluster.waitForServer(name, 'UP');
     } catch (err) {
+      cluster.keepLogsAfterFailure = true;
       await cluster.stop();
       throw err;
     }
@@ -203,6 +211,9 @@ export class LocalCluster {
     await Promise.all([...this.replicasByName.values()].map((r) => (r.process ? stopManaged(r.process, 'SIGTERM', 30_000) : undefined)));
     if (this.haproxy) await stopManaged(this.haproxy, 'SIGTERM', 5000);
     await this.redis?.stop();
+    if (!this.options.logDir && !this.options.keepLogs && !this.keepLogsAfterFailure && !process.env.WSGW_KEEP_CLUSTER_LOGS) {
+      rmSync(this.logDir, { recursive: true, force: true });
+    }
   }
 
   /** Where a replica's stdout/stderr goes (pino JSON lines). */
@@ -267,7 +278,7 @@ export class LocalCluster {
       async () => (await httpStatus(`http://127.0.0.1:${replica.port}/readyz`)) === 200,
       { timeoutMs: this.options.readyTimeoutMs, alive: () => child.running() },
     ).catch((err: Error) => {
-      throw new Error(`${err.message} (log: ${logFile})`);
+      throw new Error(`${err.message} (log: ${logFile})\n${tail(logFile)}`);
     });
   }
 
@@ -283,5 +294,14 @@ export class LocalCluster {
 
   private info(r: Replica): ReplicaInfo {
     return { name: r.name, port: r.port, pid: r.process?.pid ?? 0, replicaId: r.replicaId, httpUrl: `http://127.0.0.1:${r.port}` };
+  }
+}
+
+/** The last lines of a log file, for error messages (a failed start should say why). */
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
   }
 }

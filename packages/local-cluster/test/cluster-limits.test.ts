@@ -29,7 +29,7 @@ describe('limits through HAProxy over three replicas', () => {
       },
     });
     slots = new SlotInspector(cluster.redisUrl, cluster.keyPrefix);
-  }, 90_000);
+  }, 150_000);
 
   afterAll(async () => {
     await closeAll(sockets);

@@ -39,7 +39,7 @@ describe('rolling restart under reconnecting clients', () => {
       },
     });
     slots = new SlotInspector(cluster.redisUrl, cluster.keyPrefix);
-  }, 90_000);
+  }, 150_000);
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.stop()));

@@ -27,7 +27,7 @@ describe('scale out and in under load', () => {
       },
     });
     slots = new SlotInspector(cluster.redisUrl, cluster.keyPrefix);
-  }, 90_000);
+  }, 150_000);
 
   afterAll(async () => {
     await load?.stop();
