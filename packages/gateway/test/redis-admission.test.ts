@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnGateway, uniquePrefix, type GatewayProcess } from '@wsgw/testkit';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
 import { topologies, type Topology } from './redis-topologies.js';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /** Issue 3 §1: exact admission across 3 real replicas sharing one Redis (or one Redis Cluster). */
 describe.each(topologies)('exact admission across replicas ($name)', ({ start }) => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
 import {
   connect,
@@ -13,6 +13,9 @@ import {
   type RedisServerProcess,
 } from '@wsgw/testkit';
 import { eventually } from './redis-support.js';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /**
  * Issue 3 §6: Redis stopped, paused (CLIENT PAUSE) or unreachable (a silent network), with

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
 import {
   connect,
@@ -12,6 +12,9 @@ import {
   type TestRedis,
 } from '@wsgw/testkit';
 import { closeAll, eventually } from './redis-support.js';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /**
  * Issue 3 §2: a slot is keyed by connection id, so a call whose reply was lost (the link cut

@@ -1,5 +1,5 @@
 import { connect as netConnect } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Cluster, Redis } from 'ioredis';
 import {
   findRedis,
@@ -12,6 +12,9 @@ import {
 } from '@wsgw/testkit';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
 import { redisNow, topologies, type Topology } from './redis-topologies.js';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /** Issue 3 §3: slots are leases; crashes, pauses, graceful exits and aborted upgrades. */
 describe.each(topologies)('connection slots as leases ($name, real replicas)', ({ start }) => {

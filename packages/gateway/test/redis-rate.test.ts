@@ -1,9 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Cluster, Redis } from 'ioredis';
 import { redisKeys } from '@wsgw/redis';
 import { open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient } from '@wsgw/testkit';
 import { devUserId, redisNow, topologies, type Topology } from './redis-topologies.js';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const hasFaketime = spawnSync('faketime', ['-f', '+0s', 'true']).status === 0;
 
@@ -22,7 +25,7 @@ async function burst(
   let accepted = 0;
   const denied: Array<Record<string, unknown>> = [];
   for (let i = 0; i < count; i++) {
-    const frame = await client.next(10_000);
+    const frame = await client.next(30_000);
     if (frame['type'] === 'response' || frame['code'] === 'invalid_message') accepted++;
     else if (frame['code'] === 'rate_limited') denied.push(frame);
     else throw new Error(`unexpected frame ${JSON.stringify(frame)}`);
@@ -71,7 +74,9 @@ describe.each(topologies)('message rate across replicas ($name)', ({ name, start
     expect(hasFaketime, 'faketime is not installed (apt-get install -y faketime)').toBe(true);
     const line = replicas[2]!.logs().find((l) => l['msg'] === 'gateway listening');
     const skew = Date.parse(String(line?.['time'])) - Date.now();
-    expect(skew).toBeGreaterThan(25_000);
+    // The line was written a moment ago on a clock 30 s ahead (the moment may be long on a busy box).
+    expect(skew).toBeGreaterThan(15_000);
+    expect(skew).toBeLessThan(31_000);
   });
 
   it('shares one sliding 1 s window: bursts on both sides of a second boundary get 5 in total', async () => {
@@ -85,20 +90,30 @@ describe.each(topologies)('message rate across replicas ($name)', ({ name, start
     await untilRedisMsOfSecond(admin, 800);
     const [fromA, fromC] = await Promise.all([burst(onA, 4, 'a1'), burst(onC, 4, 'c1')]);
     expect(fromA.accepted + fromC.accepted).toBe(5);
-    // (x+1).100: a new second on every wall clock, but not 1 s since those 5: nothing passes.
-    await untilRedisMsOfSecond(admin, 100);
-    const [fromB, fromA2] = await Promise.all([burst(onB, 4, 'b2'), burst(onA, 4, 'a2')]);
-    expect(fromB.accepted + fromA2.accepted).toBe(0);
-    for (const d of [...fromB.denied, ...fromA2.denied]) {
-      expect(Number(d['retry_after_ms'])).toBeGreaterThan(0);
-      expect(Number(d['retry_after_ms'])).toBeLessThanOrEqual(1000);
-    }
-
-    // Redis' record of accepted messages: never more than 5 in any 1000 ms.
     const keys = redisKeys(prefix, { rateShards: name.includes('Cluster') ? 16 : 1 });
     const user = devUserId(token);
-    const log = (await admin.lrange(keys.rateLog(keys.rateShardOf(user), user), 0, -1)).map(Number);
-    expect(log).toHaveLength(5);
+    const logOf = async () => (await admin.lrange(keys.rateLog(keys.rateShardOf(user), user), 0, -1)).map(Number);
+    const firstAccepted = Math.min(...(await logOf()));
+    // (x+1).100: a new second on every wall clock, but not 1 s since those 5: nothing passes.
+    await untilRedisMsOfSecond(admin, 100);
+    const sentAt = await redisNow(admin);
+    const [fromB, fromA2] = await Promise.all([burst(onB, 4, 'b2'), burst(onA, 4, 'a2')]);
+    const answeredAt = await redisNow(admin);
+    if (answeredAt - firstAccepted < 1000) {
+      expect(fromB.accepted + fromA2.accepted).toBe(0);
+      for (const d of [...fromB.denied, ...fromA2.denied]) {
+        expect(Number(d['retry_after_ms'])).toBeGreaterThan(0);
+        expect(Number(d['retry_after_ms'])).toBeLessThanOrEqual(1000);
+      }
+    }
+    // (On a machine so busy that the second burst came a full second after the first, the window
+    // really had moved on; the exact check below still holds.)
+    expect(sentAt).toBeGreaterThan(firstAccepted);
+
+    // Redis' record of accepted messages, on its clock: never more than 5 in any 1000 ms, and it
+    // holds exactly what the clients saw accepted.
+    const log = await logOf();
+    expect(log).toHaveLength(5 + fromB.accepted + fromA2.accepted);
     for (let i = 0; i + 5 < log.length; i++) expect((log[i] as number) - (log[i + 5] as number)).toBeGreaterThanOrEqual(1000);
     await Promise.all([onA.close(), onB.close(), onC.close()]);
   });

@@ -1,6 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, spawnGateway, startRedisServer, uniquePrefix, type GatewayProcess, type RedisServerProcess } from '@wsgw/testkit';
+
+// Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /**
  * Issue 3 §8 and §9 in Redis mode: sessions read from Redis (CONTRACT §2), and the per-address
