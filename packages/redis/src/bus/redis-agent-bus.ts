@@ -26,6 +26,8 @@ interface OutgoingRequest {
 
 /** Requests per script call: bounds how long one call keeps Redis busy. */
 const MAX_PUBLISH_BATCH = 500;
+/** Agent types whose queue depth this replica reports. */
+const MAX_TYPES_OBSERVED = 256;
 
 /** How long the chunk order of an unfinished reply is remembered (its request has long timed out). */
 const SEQ_MEMORY_MS = 10 * 60_000;
@@ -94,7 +96,6 @@ export class RedisAgentBus implements AgentBus {
       if (!batch) {
         batch = [];
         this.outgoing.set(type, batch);
-        this.typesSeen.add(type);
       }
       batch.push({ fields: encodeRequest(request), resolve, reject });
       if (!this.flushScheduled) {
@@ -133,6 +134,8 @@ export class RedisAgentBus implements AgentBus {
       } else if (result === 'full') {
         resolve({ accepted: false, code: 'unavailable', message: `agent ${type} has too many queued messages` });
       } else {
+        // Only types some worker serves: clients choose agent_type, the gauge must stay small.
+        if (this.typesSeen.size < MAX_TYPES_OBSERVED) this.typesSeen.add(type);
         resolve({ accepted: true });
       }
     });
