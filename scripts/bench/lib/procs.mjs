@@ -48,7 +48,20 @@ export function stopProcess(child, graceMs = 5000) {
   });
 }
 
-export function freePort() {
+const handedOut = new Set();
+
+/** A port free right now and not handed out before by this process (servers start side by side). */
+export async function freePort() {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function anyFreePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
