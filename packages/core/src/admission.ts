@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { context, SpanStatusCode, trace, type Span, type SpanContext } from '@opentelemetry/api';
 import { rejectionBody, UpgradeRejections, type UpgradeRejectionCode } from '@wsgw/protocol';
 import { tokenFingerprint } from './fingerprint.js';
+import { IdSource } from './ids.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { OriginPolicy } from './origin.js';
 import {
@@ -88,6 +88,8 @@ export interface AbortFlag {
  * -> global limit -> user limit. The slot is checked and taken in one atomic step by the leases.
  */
 export class UpgradeAdmission {
+  private readonly connectionIds = new IdSource();
+
   constructor(private readonly deps: AdmissionDeps) {}
 
   /**
@@ -188,7 +190,7 @@ export class UpgradeAdmission {
     if (deps.isUnavailable()) return this.reject(req, 'unavailable');
 
     const { userId } = result.session;
-    const connectionId = randomUUID();
+    const connectionId = this.connectionIds.next();
     if (span.isRecording()) {
       span.setAttribute(SpanAttr.userId, userId);
       span.setAttribute(SpanAttr.connectionId, connectionId);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ROOT_CONTEXT, SpanStatusCode, type Span } from '@opentelemetry/api';
 import {
   CloseCode,
@@ -11,6 +10,7 @@ import {
 import type { AdmissionTicket } from './admission.js';
 import { Connection } from './connection.js';
 import type { GatewayMetrics } from './metrics.js';
+import { IdSource } from './ids.js';
 import { PendingRequests } from './pending.js';
 import type {
   AgentBus,
@@ -47,6 +47,7 @@ export interface HubDeps {
 export class ConnectionHub {
   private readonly connections = new Map<string, Connection>();
   private readonly pending: PendingRequests;
+  private readonly requestIds = new IdSource();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -140,21 +141,14 @@ export class ConnectionHub {
   private async route(connection: Connection, msg: ClientMessage, span: Span): Promise<boolean> {
     const { deps } = this;
     deps.metrics.messageReceived(msg.agent_type, msg.pillar);
-    const requestId = randomUUID();
+    const requestId = this.requestIds.next();
     const now = deps.clock.now();
     if (span.isRecording()) {
       span.setAttribute(SpanAttr.agentType, msg.agent_type);
       if (msg.pillar !== undefined) span.setAttribute(SpanAttr.pillar, msg.pillar);
       span.setAttribute(SpanAttr.requestId, requestId);
     }
-    this.pending.add(requestId, {
-      connection,
-      agentType: msg.agent_type,
-      conversationId: msg.conversation_id,
-      clientId: msg.id,
-      receivedAt: now,
-      span,
-    });
+    this.pending.add(requestId, connection, msg.agent_type, msg.conversation_id, msg.id, now, span);
     let result;
     try {
       result = await deps.bus.publish({

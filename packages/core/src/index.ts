@@ -9,3 +9,4 @@ export * from './lifecycle.js';
 export * from './builtin-agents.js';
 export * from './agent-runner.js';
 export * from './tracing.js';
+export * from './ids.js';

@@ -1,18 +1,24 @@
 import type { Span } from '@opentelemetry/api';
 import type { Connection } from './connection.js';
 
-/** A message handed to an agent and not yet answered in full. */
-export interface PendingRequest {
-  connection: Connection;
-  agentType: string;
-  conversationId: string | undefined;
-  clientId: string | undefined;
-  receivedAt: number;
+/** A message handed to an agent and not yet answered in full (one fixed shape: it is made per message). */
+export class PendingRequest {
   /** When the next reply is overdue. */
   deadline: number;
-  replied: boolean;
-  /** The message's `ws.message` span, ended with its last reply or its timeout. */
-  span?: Span | undefined;
+  replied = false;
+
+  constructor(
+    readonly connection: Connection,
+    readonly agentType: string,
+    readonly conversationId: string | undefined,
+    readonly clientId: string | undefined,
+    readonly receivedAt: number,
+    /** The message's `ws.message` span, ended with its last reply or its timeout. */
+    readonly span: Span | undefined,
+    timeoutMs: number,
+  ) {
+    this.deadline = receivedAt + timeoutMs;
+  }
 }
 
 /**
@@ -29,8 +35,19 @@ export class PendingRequests {
     return this.byId.size;
   }
 
-  add(requestId: string, entry: Omit<PendingRequest, 'deadline' | 'replied'>): void {
-    this.byId.set(requestId, { ...entry, deadline: entry.receivedAt + this.timeoutMs, replied: false });
+  add(
+    requestId: string,
+    connection: Connection,
+    agentType: string,
+    conversationId: string | undefined,
+    clientId: string | undefined,
+    receivedAt: number,
+    span: Span | undefined,
+  ): void {
+    this.byId.set(
+      requestId,
+      new PendingRequest(connection, agentType, conversationId, clientId, receivedAt, span, this.timeoutMs),
+    );
   }
 
   get(requestId: string): PendingRequest | undefined {
