@@ -118,7 +118,11 @@ async function main() {
     targets: {},
   };
 
-  report.meta.redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
+  try {
+    report.meta.redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
+  } catch {
+    report.meta.redisVersion = 'redis-server not found on PATH: the Redis-mode targets will fail to start';
+  }
 
   if (args['cpu-prof']) {
     const redis = args['cpu-prof'] === 'embedded' ? null : await startRedis(workDirFor('redis-profile'));

@@ -113,6 +113,10 @@ export function spawnOwned(cmd, args, { env, dir, name }) {
   const out = createWriteStream(path.join(dir, `${name}.out`));
   const err = createWriteStream(path.join(dir, `${name}.err`));
   const child = track(spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  // A binary that is not there arrives as an event, not a throw: keep it for the caller's checks.
+  child.on('error', (err) => {
+    child.spawnError = err;
+  });
   child.stdout.pipe(out);
   child.stderr.pipe(err);
   const tail = () => {
@@ -157,6 +161,7 @@ export async function startRedis(dir) {
     try {
       if ((await redisCli(port, ['PING'])).trim() === 'PONG') break;
     } catch {}
+    if (child.spawnError) throw new Error(`cannot run redis-server (${child.spawnError.message}): install Redis 7 or put redis-server on the PATH`);
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start: ${tail()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
