@@ -64,7 +64,7 @@ const schema = z.object({
   WEBSOCKET_MAX_PAYLOAD_BYTES: int(128, 64 * 1024 * 1024),
   WEBSOCKET_MAX_BACKPRESSURE_BYTES: int(1024),
   WEBSOCKET_SESSION_FAILURES_PER_MINUTE: int(0),
-  WEBSOCKET_IDLE_TIMEOUT_SECONDS: int(0, 960),
+  WEBSOCKET_IDLE_TIMEOUT_SECONDS: int(0, 956),
   WEBSOCKET_LEASE_SECONDS: int(2, 3600),
   WEBSOCKET_LIMITS_FAILURE_MODE: opt(z.enum(['local', 'closed'], { message: 'must be local or closed' })),
   // Set but empty means "no built-in agents", unlike the other variables.

@@ -234,7 +234,7 @@ export class ConnectionHub {
     else this.pending.touch(reply.requestId, entry, now);
     const sent = entry.connection.send(replyFrame(reply.kind, entry, reply.message, reply.done));
     if (final && entry.span) endSpan(entry.span, sent ? 'replied' : 'backpressure', !sent);
-    if (!sent) this.backpressureExceeded(entry.connection);
+    if (!sent) this.slowReader(entry.connection);
   }
 
   /** The transport says the socket closed (by either side). */
@@ -267,7 +267,8 @@ export class ConnectionHub {
     this.closed(connection, code);
   }
 
-  private backpressureExceeded(connection: Connection): void {
+  /** The client does not read what it is sent: close before its backlog grows our memory. */
+  slowReader(connection: Connection): void {
     this.deps.metrics.backpressureDrop();
     this.deps.log.warn(
       { connection_id: connection.id, user_id: connection.userId },

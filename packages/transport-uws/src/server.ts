@@ -1,17 +1,8 @@
-import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
+import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { statusLine } from '@wsgw/protocol';
-import type {
-  AdmissionTicket,
-  ClientSocket,
-  Connection,
-  ConnectionHub,
-  Lifecycle,
-  Logger,
-  OriginPolicy,
-  SendStatus,
-  UpgradeAdmission,
-} from '@wsgw/core';
+import type { ConnectionHub, Lifecycle, Logger, OriginPolicy, UpgradeAdmission } from '@wsgw/core';
 import { preflight, sendJson } from './http.js';
+import { Outbox, UwsClientSocket, type SocketData } from './socket.js';
 import { loadUws, type Uws } from './load.js';
 
 export interface UwsServerOptions {
@@ -31,14 +22,6 @@ export interface UwsServerDeps {
   log: Logger;
 }
 
-/** What a uWS socket carries from upgrade to close. */
-interface SocketData {
-  ticket: AdmissionTicket;
-  connection?: Connection;
-  /** uWS sockets must not be touched after close: this guards every call. */
-  closed: boolean;
-}
-
 /**
  * The gateway's HTTP and WebSocket server on uWebSockets.js. Maps uWS callbacks onto core and
  * keeps every uWS type inside this package.
@@ -47,6 +30,10 @@ export class UwsServer {
   private readonly uws: Uws;
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
+  /** Replies go out once per socket per batch; a socket that stops reading is cut off. */
+  private readonly outbox = new Outbox((socket) => {
+    if (socket.data.connection) this.deps.hub.slowReader(socket.data.connection);
+  });
 
   constructor(
     private readonly options: UwsServerOptions,
@@ -105,13 +92,16 @@ export class UwsServer {
         maxPayloadLength: uwsPayloadCap(options.maxPayloadBytes),
         maxBackpressure: options.maxBackpressureBytes,
         closeOnBackpressureLimit: 0,
-        idleTimeout: options.idleTimeoutSeconds,
+        // uWS checks idle timers every 4 s, so a socket closes between (timeout - 4) and timeout
+        // seconds of silence; adding 4 makes "silent for at least N seconds" hold.
+        idleTimeout: options.idleTimeoutSeconds === 0 ? 0 : options.idleTimeoutSeconds + 4,
         sendPingsAutomatically: false,
         compression: this.uws.DISABLED,
         upgrade: (res, req, context) => this.upgrade(res, req, context),
         open: (ws) => {
           const data = ws.getUserData();
-          data.connection = deps.hub.open(data.ticket, socketAdapter(ws));
+          data.socket = new UwsClientSocket(ws, data, this.outbox, options.maxBackpressureBytes);
+          data.connection = deps.hub.open(data.ticket, data.socket);
         },
         message: (ws, message, isBinary) => {
           const { connection } = ws.getUserData();
@@ -203,23 +193,4 @@ function uwsPayloadCap(limit: number): number {
 function bearerToken(header: string): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match?.[1];
-}
-
-function socketAdapter(ws: WebSocket<SocketData>): ClientSocket {
-  const data = ws.getUserData();
-  return {
-    send(text: string): SendStatus {
-      if (data.closed) return 'dropped';
-      let status = 1;
-      ws.cork(() => {
-        status = ws.send(text, false, false);
-      });
-      return status === 1 ? 'sent' : status === 0 ? 'buffered' : 'dropped';
-    },
-    close(code: number, reason: string): void {
-      if (data.closed) return;
-      data.closed = true;
-      ws.end(code, reason);
-    },
-  };
 }
