@@ -61,9 +61,12 @@ export class MemoryAgentBus implements AgentBus {
   }
 
   private async run(handler: AgentHandler, request: AgentRequest): Promise<void> {
-    const base = { requestId: request.requestId, connectionId: request.connectionId };
+    const { requestId, connectionId } = request;
     try {
-      await runAgentHandler(handler, request, (output) => this.emit({ ...base, ...output }));
+      // A fixed-shape literal per reply: this runs once per message.
+      await runAgentHandler(handler, request, (output) =>
+        this.emit({ requestId, connectionId, kind: output.kind, message: output.message, done: output.done }),
+      );
     } catch (err) {
       // The request then times out with agent_timeout, as it would with a remote worker.
       this.log.error({ err, agent_type: request.agentType, request_id: request.requestId }, 'agent failed');
