@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { registerChild } from './redis.js';
+import { dieWithParent, registerChild } from './redis.js';
 
 /** Built entry point: tests that spawn replicas need `npm run build` first. */
 export const GATEWAY_MAIN = fileURLToPath(new URL('../../gateway/dist/main.js', import.meta.url));
@@ -53,7 +53,10 @@ export async function spawnGateway(env: Record<string, string>, options: SpawnGa
     ...env,
   };
   const argv = [...(options.wrapper ?? []), process.execPath, GATEWAY_MAIN];
-  const child: ChildProcess = spawn(argv[0] as string, argv.slice(1), { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(...dieWithParent(argv[0] as string, argv.slice(1)), {
+    env: fullEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   registerChild(child);
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn the gateway');

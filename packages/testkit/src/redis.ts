@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,8 +88,19 @@ export async function startRedisServer(options: { port?: number; args?: string[]
 
   const launch = async () => {
     child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])],
+      ...dieWithParent('redis-server', [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        ...(options.args ?? []),
+      ]),
       { stdio: 'ignore' },
     );
     registerChild(child);
@@ -225,6 +236,17 @@ async function closeAll(clients: Redis[]): Promise<void> {
 /** Children still running when the test process exits are killed, by PID. */
 const children = new Set<ChildProcess>();
 let exitHook = false;
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
+
+/**
+ * The command line to spawn a test child with, so that it dies with the test process even when
+ * that one is killed outright (no exit hook runs then): Linux's parent-death signal, via
+ * util-linux `setpriv`, where present. The child keeps its PID (setpriv execs the command).
+ */
+export function dieWithParent(command: string, args: readonly string[]): [string, string[]] {
+  return setpriv ? [setpriv, ['--pdeathsig', 'SIGKILL', '--', command, ...args]] : [command, [...args]];
+}
 
 export function registerChild(child: ChildProcess): void {
   children.add(child);

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { registerChild } from './redis.js';
+import { dieWithParent, registerChild } from './redis.js';
 
 /** Built example workers of packages/agent-sdk: tests that spawn them need `npm run build` first. */
 export const AGENT_EXAMPLES = {
@@ -28,7 +28,7 @@ export async function spawnAgentWorker(
   env: Record<string, string>,
   example: keyof typeof AGENT_EXAMPLES = 'echo',
 ): Promise<WorkerProcess> {
-  const child: ChildProcess = spawn(process.execPath, [AGENT_EXAMPLES[example]], {
+  const child: ChildProcess = spawn(...dieWithParent(process.execPath, [AGENT_EXAMPLES[example]]), {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', OTEL_SDK_DISABLED: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
