@@ -1,6 +1,6 @@
 import type { ConnectionLeases, GatewayMetrics, Logger, MessageRateLimiter, RateDecision, SlotDecision } from '@wsgw/core';
 import type { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
-import type { RedisHealth } from './health.js';
+import { isTimeout, type RedisHealth } from './health.js';
 import type { RedisConnectionLeases } from './leases.js';
 import type { RedisRateLimiter } from './rate.js';
 
@@ -31,10 +31,7 @@ export class FailoverConnectionLeases implements ConnectionLeases {
   async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
     if (!this.health.isDown()) {
       try {
-        const decision = await this.redis.acquire(connectionId, userId);
-        // Redis granted within the shared limits; the mirror only counts it.
-        if (decision.granted) this.local.acquireNow(connectionId, userId);
-        return decision;
+        return await this.acquireInRedis(connectionId, userId);
       } catch (err) {
         this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
         const decision = this.fallback(connectionId, userId);
@@ -45,6 +42,24 @@ export class FailoverConnectionLeases implements ConnectionLeases {
       }
     }
     return this.fallback(connectionId, userId);
+  }
+
+  /**
+   * One script call; if it timed out while Redis still answers PINGs (this process was slow, not
+   * Redis), once more: the call is idempotent by connection id, and an exact answer is worth a
+   * few hundred milliseconds more than a per-replica guess.
+   */
+  private async acquireInRedis(connectionId: string, userId: string): Promise<SlotDecision> {
+    let decision: SlotDecision;
+    try {
+      decision = await this.redis.acquire(connectionId, userId);
+    } catch (err) {
+      if (!isTimeout(err) || !(await this.health.verify())) throw err;
+      decision = await this.redis.acquire(connectionId, userId);
+    }
+    // Redis granted within the shared limits; the mirror only counts it.
+    if (decision.granted) this.local.acquireNow(connectionId, userId);
+    return decision;
   }
 
   private fallback(connectionId: string, userId: string): SlotDecision {

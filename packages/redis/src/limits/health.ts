@@ -20,9 +20,11 @@ export class RedisHealth {
   private current: HealthState = 'up';
   private probe: NodeJS.Timeout | undefined;
   private probing = false;
+  private confirming: Promise<boolean> | undefined;
   private closed = false;
   private readonly recoverHooks: Array<() => Promise<void>> = [];
   private readonly downHooks: Array<() => void> = [];
+  private readonly troubleHooks: Array<() => void> = [];
   private readonly probeIntervalMs: number;
   private readonly watch: NodeJS.Timeout;
 
@@ -59,20 +61,68 @@ export class RedisHealth {
     this.downHooks.push(hook);
   }
 
-  /** The first connection attempt failed or succeeded: start in the matching state. */
-  startDown(): void {
-    this.failed(new Error('first connection to Redis failed'));
+  /** Runs on every failed call, even one not (yet) taken as an outage. */
+  onTrouble(hook: () => void): void {
+    this.troubleHooks.push(hook);
   }
 
-  /** A command failed: Redis is unreachable, paused or not ready. */
+  /** The first connection attempt failed or succeeded: start in the matching state. */
+  startDown(): void {
+    if (this.current === 'up') this.markDown(new Error('first connection to Redis failed'));
+    this.probeSoon(this.probeIntervalMs);
+  }
+
+  /**
+   * A command failed. A dropped or refused link means Redis is away. A timeout may also mean this
+   * process was too busy to read the answer in time (a starved event loop fires timers before it
+   * reads sockets), so it is confirmed first: Redis counts as away only if two PINGs in a row
+   * time out too. Meanwhile each decision that fails falls back on its own.
+   */
   failed(err: unknown): void {
     if (this.closed) return;
+    for (const hook of this.troubleHooks) hook();
     if (this.current === 'up') {
-      this.current = 'down';
-      this.log.warn({ err: { message: (err as Error)?.message } }, 'redis unreachable: limits fall back per WEBSOCKET_LIMITS_FAILURE_MODE');
-      for (const hook of this.downHooks) hook();
+      if (isTimeout(err)) {
+        void this.verify();
+        return;
+      }
+      this.markDown(err);
     }
     this.probeSoon(this.probeIntervalMs);
+  }
+
+  /**
+   * Whether Redis answers: `false` at once if it is known down; otherwise up to two PINGs (each
+   * bounded by the command timeout), shared by every caller asking meanwhile. Two failures in a
+   * row turn the state `down`.
+   */
+  verify(): Promise<boolean> {
+    if (this.current === 'down' || this.closed) return Promise.resolve(false);
+    this.confirming ??= (async () => {
+      let lastError: unknown;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          await this.client.ping();
+          return true;
+        } catch (err) {
+          lastError = err;
+        }
+      }
+      if (this.current === 'up' && !this.closed) {
+        this.markDown(lastError);
+        this.probeSoon(this.probeIntervalMs);
+      }
+      return false;
+    })().finally(() => {
+      this.confirming = undefined;
+    });
+    return this.confirming;
+  }
+
+  private markDown(err: unknown): void {
+    this.current = 'down';
+    this.log.warn({ err: { message: (err as Error)?.message } }, 'redis unreachable: limits fall back per WEBSOCKET_LIMITS_FAILURE_MODE');
+    for (const hook of this.downHooks) hook();
   }
 
   private probeSoon(delayMs: number): void {
@@ -110,4 +160,9 @@ export class RedisHealth {
     if (this.probe) clearTimeout(this.probe);
     this.probe = undefined;
   }
+}
+
+export function isTimeout(err: unknown): boolean {
+  // ioredis' commandTimeout rejects with exactly this message.
+  return err instanceof Error && err.message === 'Command timed out';
 }

@@ -30,6 +30,8 @@ const LIMIT_RETRY_MS = 1000;
  */
 export class RedisConnectionLeases implements ConnectionLeases {
   private readonly held = new Map<string, string>();
+  /** Slots granted without Redis (fallback) and not registered there yet; the next sync does it. */
+  private readonly adopted = new Set<string>();
   /** Releases that could not reach Redis; retried by the next sync. */
   private readonly unreleased = new Map<string, string>();
   private readonly lostHandlers: Array<(ids: string[]) => void> = [];
@@ -53,7 +55,10 @@ export class RedisConnectionLeases implements ConnectionLeases {
     defineLimitScripts(client);
     this.intervalMs = Math.max(100, Math.floor(options.leaseMs / 3));
     this.batchSize = options.batchSize ?? 500;
-    health.onDown(() => {
+    // After any failed call our renewals may not have landed: if Redis was away longer than a
+    // lease, our slots were reaped by no fault of ours. Put them back rather than call them lost
+    // (only a stall of this very process makes missing slots "lost").
+    health.onTrouble(() => {
       this.mustRestore = true;
     });
     health.onRecover(() => this.sync());
@@ -95,10 +100,12 @@ export class RedisConnectionLeases implements ConnectionLeases {
   /** Holds a slot granted while Redis was unreachable; the next restore registers it. */
   adopt(connectionId: string, userId: string): void {
     this.held.set(connectionId, userId);
+    this.adopted.add(connectionId);
   }
 
   async release(connectionId: string, userId: string): Promise<void> {
     this.held.delete(connectionId);
+    this.adopted.delete(connectionId);
     if (this.health.isDown()) {
       this.unreleased.set(connectionId, userId);
       return;
@@ -177,9 +184,14 @@ export class RedisConnectionLeases implements ConnectionLeases {
       }
       await this.flushReleases();
       if (this.mustRestore) {
-        await this.restore();
+        // Cleared first: a failure during the restore sets it again (health's trouble hook).
         this.mustRestore = false;
+        await this.restore([...this.held]);
       } else {
+        // Slots a fallback granted while Redis only seemed away: register them, then renew the rest.
+        if (this.adopted.size > 0) {
+          await this.restore([...this.adopted].flatMap((id) => this.entry(id)));
+        }
         await this.refresh();
       }
     } catch (err) {
@@ -188,9 +200,16 @@ export class RedisConnectionLeases implements ConnectionLeases {
     }
   }
 
+  private entry(id: string): Array<[string, string]> {
+    const userId = this.held.get(id);
+    return userId === undefined ? [] : [[id, userId]];
+  }
+
   private async refresh(): Promise<void> {
     const lost: string[] = [];
-    for (const batch of this.batches()) {
+    // Adopted slots are not in Redis yet: absent there means "not registered", not "lost".
+    const registered = [...this.held].filter(([id]) => !this.adopted.has(id));
+    for (const batch of this.batches(registered)) {
       const ids = await this.client.wsgwSlotsRefresh(...this.batchArgs(batch));
       for (const id of ids) {
         // Released while the call was out: not lost, just gone.
@@ -203,12 +222,13 @@ export class RedisConnectionLeases implements ConnectionLeases {
     }
   }
 
-  private async restore(): Promise<void> {
+  private async restore(entries: Array<[string, string]>): Promise<void> {
     let missing = 0;
-    for (const batch of this.batches()) {
+    for (const batch of this.batches(entries)) {
       missing += await this.client.wsgwSlotsRestore(...this.batchArgs(batch));
+      for (const [id] of batch) this.adopted.delete(id);
     }
-    this.log.info({ held: this.held.size, missing }, 'connection slots re-registered in redis');
+    this.log.info({ held: this.held.size, restored: entries.length, missing }, 'connection slots re-registered in redis');
   }
 
   private async flushReleases(): Promise<void> {
@@ -222,8 +242,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
     );
   }
 
-  private *batches(): Generator<Array<[string, string]>> {
-    const entries = [...this.held];
+  private *batches(entries: Array<[string, string]>): Generator<Array<[string, string]>> {
     for (let i = 0; i < entries.length; i += this.batchSize) yield entries.slice(i, i + this.batchSize);
   }
 

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { MessageRateLimiter, RateDecision } from '@wsgw/core';
 import type { RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
-import type { RedisHealth } from './health.js';
+import { isTimeout, type RedisHealth } from './health.js';
 import { defineLimitScripts } from './scripts.js';
 
 export interface RedisRateOptions {
@@ -15,6 +15,8 @@ export interface RedisRateOptions {
 
 interface Pending {
   userId: string;
+  /** Sent once already, in a call that timed out. */
+  retried?: boolean;
   resolve: (decision: RateDecision) => void;
   reject: (err: unknown) => void;
 }
@@ -131,8 +133,19 @@ export class RedisRateLimiter implements MessageRateLimiter {
       });
     } catch (err) {
       this.health.failed(err);
-      // Redis is down: what waits behind this call would only wait for the same timeout.
-      for (const p of batch.concat(shard.queue.splice(0))) p.reject(err);
+      // A timeout while Redis still answers PINGs means this process was slow: ask again, once.
+      // (The first call may have run: its acceptances then count twice, which can only deny more,
+      // never let more through.)
+      const fresh = batch.filter((p) => !p.retried);
+      if (isTimeout(err) && fresh.length > 0 && (await this.health.verify())) {
+        for (const p of fresh) p.retried = true;
+        shard.queue.unshift(...fresh);
+        for (const p of batch.filter((q) => !fresh.includes(q))) p.reject(err);
+      } else {
+        // If Redis is known down, what waits behind this call would only wait for the same timeout.
+        const waiting = this.health.isDown() ? shard.queue.splice(0) : [];
+        for (const p of batch.concat(waiting)) p.reject(err);
+      }
     } finally {
       shard.busy = false;
     }
