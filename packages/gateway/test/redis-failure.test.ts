@@ -101,7 +101,7 @@ describe('limits while Redis is unavailable', () => {
       expect(second.value.opened ? 200 : second.value.rejected.status).toBe(429);
       // /readyz: 200 in local mode, 503 in closed mode.
       expect(await readyStatus(local1)).toBe(200);
-      // (A timeout is confirmed by two more PINGs before Redis counts as away: a few seconds.)
+      // (A timeout is confirmed by a PING before Redis counts as away: a few seconds.)
       await eventually(async () => (await readyStatus(closed)) === 503, 8000, 'closed mode not ready');
 
       // Messages on sockets opened before the outage: local still limits (3 a second, in memory),

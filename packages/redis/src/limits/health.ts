@@ -75,8 +75,8 @@ export class RedisHealth {
   /**
    * A command failed. A dropped or refused link means Redis is away. A timeout may also mean this
    * process was too busy to read the answer in time (a starved event loop fires timers before it
-   * reads sockets), so it is confirmed first: Redis counts as away only if two PINGs in a row
-   * time out too. Meanwhile each decision that fails falls back on its own.
+   * reads sockets), so it is confirmed first: Redis counts as away only if a PING times out too.
+   * Meanwhile a timed-out decision is asked again (see the failover and rate limiter).
    */
   failed(err: unknown): void {
     if (this.closed) return;
@@ -92,27 +92,23 @@ export class RedisHealth {
   }
 
   /**
-   * Whether Redis answers: `false` at once if it is known down; otherwise up to two PINGs (each
-   * bounded by the command timeout), shared by every caller asking meanwhile. Two failures in a
-   * row turn the state `down`.
+   * Whether Redis answers: `false` at once if it is known down; otherwise one PING (bounded by
+   * the command timeout), shared by every caller asking meanwhile. A failed PING turns the state
+   * `down`.
    */
   verify(): Promise<boolean> {
     if (this.current === 'down' || this.closed) return Promise.resolve(false);
     this.confirming ??= (async () => {
-      let lastError: unknown;
-      for (let attempt = 0; attempt < 2; attempt++) {
-        try {
-          await this.client.ping();
-          return true;
-        } catch (err) {
-          lastError = err;
+      try {
+        await this.client.ping();
+        return true;
+      } catch (err) {
+        if (this.current === 'up' && !this.closed) {
+          this.markDown(err);
+          this.probeSoon(this.probeIntervalMs);
         }
+        return false;
       }
-      if (this.current === 'up' && !this.closed) {
-        this.markDown(lastError);
-        this.probeSoon(this.probeIntervalMs);
-      }
-      return false;
     })().finally(() => {
       this.confirming = undefined;
     });
