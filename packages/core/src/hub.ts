@@ -12,6 +12,7 @@ import { Connection } from './connection.js';
 import type { GatewayMetrics } from './metrics.js';
 import { IdSource } from './ids.js';
 import { PendingRequests } from './pending.js';
+import { SharedStateUnavailableError } from './ports.js';
 import type {
   AgentBus,
   AgentReply,
@@ -107,7 +108,10 @@ export class ConnectionHub {
     try {
       decision = await deps.rates.consume(connection.userId);
     } catch (err) {
-      deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'rate limiter failed');
+      // During an outage in `closed` mode every message lands here: one line each would flood the log.
+      if (!(err instanceof SharedStateUnavailableError)) {
+        deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'rate limiter failed');
+      }
       connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
       endSpan(span, MessageErrorCode.unavailable, true);
       return false;

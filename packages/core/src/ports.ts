@@ -67,6 +67,14 @@ export interface ConnectionLeases {
   close(): Promise<void>;
 }
 
+/**
+ * Thrown by a port whose shared store cannot be reached while the failure mode says to refuse
+ * (`closed`). An expected state during an outage, already counted by its metric: not logged per call.
+ */
+export class SharedStateUnavailableError extends Error {
+  override readonly name: string = 'SharedStateUnavailableError';
+}
+
 // ---------------------------------------------------------------- message rate
 
 export type RateDecision = { allowed: true } | { allowed: false; retryAfterMs: number };

@@ -137,6 +137,23 @@ describe('ConnectionHub: one outcome per message', () => {
     expect(s.deps.leases.held.size).toBe(0);
   });
 
+  it('a rate limiter that refuses during an outage answers unavailable, without an error line per message', async () => {
+    const { SharedStateUnavailableError } = await import('@wsgw/core');
+    const s = setup();
+    hub = s.hub;
+    s.deps.rates.consume = async () => {
+      throw new SharedStateUnavailableError('redis down, closed mode');
+    };
+    await s.hub.message(s.connection, msg());
+    await s.hub.message(s.connection, msg({ id: 'm2' }));
+    expect(s.socket.sent.map((f) => [f['code'], f['in_reply_to']])).toEqual([
+      ['unavailable', 'm1'],
+      ['unavailable', 'm2'],
+    ]);
+    expect((s.deps.log as RecordingLogger).lines.filter((l) => l.level === 'error')).toEqual([]);
+    expect(s.deps.bus.published).toHaveLength(0);
+  });
+
   it('drops replies for a closed connection', async () => {
     const s = setup();
     hub = s.hub;

@@ -1,4 +1,12 @@
-import type { ConnectionLeases, GatewayMetrics, Logger, MessageRateLimiter, RateDecision, SlotDecision } from '@wsgw/core';
+import {
+  SharedStateUnavailableError,
+  type ConnectionLeases,
+  type GatewayMetrics,
+  type Logger,
+  type MessageRateLimiter,
+  type RateDecision,
+  type SlotDecision,
+} from '@wsgw/core';
 import type { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
 import { isTimeout, type RedisHealth } from './health.js';
 import type { RedisConnectionLeases } from './leases.js';
@@ -8,7 +16,7 @@ import type { RedisRateLimiter } from './rate.js';
 export type FailureMode = 'local' | 'closed';
 
 /** Thrown for a message while Redis is unreachable in `closed` mode (the client gets `unavailable`). */
-export class LimitsUnavailableError extends Error {
+export class LimitsUnavailableError extends SharedStateUnavailableError {
   override readonly name = 'LimitsUnavailableError';
 }
 
