@@ -1,48 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { open } from '@wsgw/testkit';
+import { launchGateway as run, open } from '@wsgw/testkit';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = 'packages/gateway/dist/main.js';
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** `node packages/gateway/dist/main.js` as operators run it: configured only by its environment. */
-function run(env: Record<string, string>, script = MAIN): Run {
-  const child = spawn(process.execPath, [script], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stdout: () => out, stderr: () => err, exit };
-}
-
-async function listening(r: Run): Promise<number> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const line = r
-      .stdout()
-      .split('\n')
-      .find((l) => l.includes('"gateway listening"'));
-    if (line) return (JSON.parse(line) as { port: number }).port;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  r.child.kill('SIGKILL');
-  throw new Error(`gateway did not start: ${r.stderr()}`);
-}
 
 describe('the gateway process (CONTRACT §1)', () => {
   it('exits non-zero before listening on bad configuration, one stderr line per problem', async () => {
@@ -64,7 +25,7 @@ describe('the gateway process (CONTRACT §1)', () => {
 
   it('serves the seed client, then drains on SIGTERM: 1001 to open sockets, exit 0', async () => {
     const r = run({ SHUTDOWN_DRAIN_SECONDS: '2' });
-    const port = await listening(r);
+    const port = await r.listening();
     const client = await open(`ws://127.0.0.1:${port}/api/ws/agent?session_token=test123`);
     client.send({ agent_type: 'echo', message: 'Hello', conversation_id: 'c1' });
     expect(await client.next()).toMatchObject({ type: 'response', message: 'Hello', conversation_id: 'c1' });
@@ -75,14 +36,14 @@ describe('the gateway process (CONTRACT §1)', () => {
 
   it('SIGINT drains the same way', async () => {
     const r = run({});
-    await listening(r);
+    await r.listening();
     r.child.kill('SIGINT');
     expect((await r.exit).code).toBe(0);
   });
 
   it('the README client example prints the echo reply', async () => {
     const r = run({});
-    const port = await listening(r);
+    const port = await r.listening();
     const example = spawn(process.execPath, ['examples/client.mjs', `ws://127.0.0.1:${port}/api/ws/agent`], { cwd: root });
     let printed = '';
     example.stdout.on('data', (c: Buffer) => (printed += c.toString()));

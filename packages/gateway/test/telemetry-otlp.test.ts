@@ -1,59 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, open, OtlpReceiver, type OpenClient, type ReceivedSpan } from '@wsgw/testkit';
+import {
+  connect,
+  launchGateway as run,
+  open,
+  OtlpReceiver,
+  type LaunchedGateway,
+  type OpenClient,
+  type ReceivedSpan,
+} from '@wsgw/testkit';
 
 /**
  * Telemetry end to end: `node packages/gateway/dist/main.js` configured only by OTEL_* variables,
  * pushing OTLP/HTTP to a real receiver started here. Needs `npx turbo run build` first.
  */
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = 'packages/gateway/dist/main.js';
 const PATH = '/api/ws/agent';
 const ALLOWED = 'http://allowed.example';
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  lines: () => Array<Record<string, unknown>>;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function run(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const lines = () =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  void exit.then(() => {
-    if (err.trim() !== '') process.stderr.write(`gateway stderr: ${err}\n`);
-  });
-  return { child, stdout: () => out, lines, exit };
-}
-
-async function listening(r: Run): Promise<number> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const line = r.lines().find((l) => l['msg'] === 'gateway listening');
-    if (line) return line['port'] as number;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  r.child.kill('SIGKILL');
-  throw new Error('gateway did not start');
-}
 
 function otelEnv(receiver: OtlpReceiver, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -80,7 +42,7 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
   const parentTraceId = randomBytes(16).toString('hex');
   const parentSpanId = randomBytes(8).toString('hex');
   let receiver: OtlpReceiver;
-  let gw: Run;
+  let gw: LaunchedGateway;
 
   beforeAll(async () => {
     receiver = await OtlpReceiver.start();
@@ -95,7 +57,7 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
       WEBSOCKET_MAX_MESSAGES_PER_SECOND: '3',
       LOG_LEVEL: 'info',
     });
-    const port = await listening(gw);
+    const port = await gw.listening();
     const url = (t: string) => `ws://127.0.0.1:${port}${PATH}?session_token=${t}`;
 
     // One client with a traceparent and an allowed origin: a reply, an invalid frame, a flood.
@@ -300,7 +262,7 @@ describe('telemetry switches', () => {
     const receiver = await OtlpReceiver.start();
     const gw = run({ ...otelEnv(receiver), OTEL_SDK_DISABLED: 'true' });
     try {
-      const port = await listening(gw);
+      const port = await gw.listening();
       const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=t`);
       client.send({ agent_type: 'echo', message: 'Hello' });
       await client.next();
@@ -321,7 +283,7 @@ describe('telemetry switches', () => {
       ...otelEnv(receiver, { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' }),
     });
     try {
-      const port = await listening(gw);
+      const port = await gw.listening();
       const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=t`);
       client.send({ agent_type: 'echo', message: 'Hello' });
       await client.next();

@@ -179,3 +179,51 @@ export async function readyStatus(gateway: Pick<GatewayProcess, 'httpUrl'>): Pro
     return 0;
   }
 }
+
+/** A gateway process as launched, before anything is known about it (it may exit at once). */
+export interface LaunchedGateway {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** stdout so far, parsed as pino JSON lines (others skipped). */
+  lines(): Array<Record<string, unknown>>;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the port once it logs "gateway listening"; kills it and fails after `timeoutMs`. */
+  listening(timeoutMs?: number): Promise<number>;
+}
+
+/**
+ * `node packages/gateway/dist/main.js` exactly as operators start it, configured only by `env`
+ * (on 127.0.0.1, port 0), without waiting for anything: for tests of start-up failures, signals
+ * and exit codes. `spawnGateway` is the one to use for a replica that must be up and ready.
+ */
+export function launchGateway(env: Record<string, string>): LaunchedGateway {
+  const child = spawn(...dieWithParent(process.execPath, [GATEWAY_MAIN]), {
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  registerChild(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const lines = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const listening = async (timeoutMs = 15_000): Promise<number> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const line = lines().find((l) => l['msg'] === 'gateway listening');
+      if (line) return line['port'] as number;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    child.kill('SIGKILL');
+    throw new Error(`gateway did not start: ${err}`);
+  };
+  return { child, stdout: () => out, stderr: () => err, lines, exit, listening };
+}
