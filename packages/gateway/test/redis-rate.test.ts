@@ -65,9 +65,7 @@ describe.each(topologies)('message rate across replicas ($name)', ({ name, start
     const skewed = hasFaketime
       ? // libfaketime preloaded straight into node (not through the `faketime` command, which runs the
         // program as its own child: stopping the wrapper by PID would orphan the gateway).
-        spawnGateway(env, {
-          wrapperEnv: { LD_PRELOAD: LIBFAKETIME, FAKETIME: '+30s', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
-        })
+        spawnGateway({ ...env, LD_PRELOAD: LIBFAKETIME, FAKETIME: '+30s', FAKETIME_DONT_FAKE_MONOTONIC: '1' })
       : spawnGateway(env);
     replicas = await Promise.all([spawnGateway(env), spawnGateway(env), skewed]);
   });

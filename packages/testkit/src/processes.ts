@@ -25,10 +25,6 @@ export interface GatewayProcess {
 }
 
 export interface SpawnGatewayOptions {
-  /** Command words put before `node`, e.g. ['faketime', '-f', '+30s']. */
-  wrapper?: string[];
-  /** Extra environment for the wrapper (LD_PRELOAD tuning...). */
-  wrapperEnv?: Record<string, string>;
   /** Wait for /readyz 200 and, with REDIS_URL, for Redis to be reached (default); or only for listening. */
   waitReady?: boolean;
   /** Generous by default: the machine running the suite may be busy with other work. */
@@ -49,11 +45,9 @@ export async function spawnGateway(env: Record<string, string>, options: SpawnGa
     LOG_LEVEL: 'info',
     OTEL_SDK_DISABLED: 'true',
     SHUTDOWN_DRAIN_SECONDS: '1',
-    ...options.wrapperEnv,
     ...env,
   };
-  const argv = [...(options.wrapper ?? []), process.execPath, GATEWAY_MAIN];
-  const child: ChildProcess = spawn(...dieWithParent(argv[0] as string, argv.slice(1)), {
+  const child: ChildProcess = spawn(...dieWithParent(process.execPath, [GATEWAY_MAIN]), {
     env: fullEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
