@@ -1,7 +1,7 @@
-import type { Link } from '@opentelemetry/api';
+import type { Link, SpanContext } from '@opentelemetry/api';
 import type { AdmissionTicket } from './admission.js';
 import type { ClientSocket } from './ports.js';
-import { linkTo } from './tracing.js';
+import { isSampled, linkTo, QuietTrace } from './tracing.js';
 
 /** One open socket as core tracks it. The transport holds it as the socket's user data. */
 export class Connection {
@@ -11,9 +11,16 @@ export class Connection {
   readonly origin: string | undefined;
   readonly tokenHash: string;
   readonly openedAt: number;
-  /** Links every message span to the upgrade span (computed once, not per message). */
+  /**
+   * Whether this connection's messages are traced, each as its own `ws.message` trace linked to
+   * the upgrade: decided once, by whether the upgrade's span was sampled (docs/OBSERVABILITY.md).
+   */
+  readonly traced: boolean;
+  /** Links every message span to the upgrade span (computed once; only for traced connections). */
   readonly traceLinks: Link[] | undefined;
   closed = false;
+  private readonly upgradeTrace: SpanContext | undefined;
+  private quietTrace: QuietTrace | undefined;
   /** Times of this socket's rate-limited frames, oldest first, within the last 60 s. */
   private readonly denials: number[] = [];
 
@@ -28,7 +35,15 @@ export class Connection {
     this.origin = ticket.origin;
     this.tokenHash = ticket.tokenHash;
     this.openedAt = now;
-    this.traceLinks = linkTo(ticket.traceContext);
+    this.traced = isSampled(ticket.traceContext);
+    this.traceLinks = this.traced ? linkTo(ticket.traceContext) : undefined;
+    this.upgradeTrace = this.traced ? undefined : ticket.traceContext;
+  }
+
+  /** What the messages of an untraced connection run under (see QuietTrace); built on first use. */
+  get quiet(): QuietTrace {
+    this.quietTrace ??= new QuietTrace(this.upgradeTrace);
+    return this.quietTrace;
   }
 
   /**

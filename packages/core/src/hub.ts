@@ -78,11 +78,14 @@ export class ConnectionHub {
   }
 
   /**
-   * A frame arrived. `text` is null for a binary frame. Each frame gets a `ws.message` span (a new
-   * trace, linked to the upgrade's); it ends with the frame's outcome, or with the agent's last reply.
+   * A frame arrived. `text` is null for a binary frame. On a traced connection each frame gets a
+   * `ws.message` span (a new trace, linked to the upgrade's); it ends with the frame's outcome, or
+   * with the agent's last reply. Frames of other connections start no span (Connection.quiet).
    */
   async message(connection: Connection, text: string | null): Promise<void> {
-    const span = startServerSpan(SpanNames.message, ROOT_CONTEXT, connection.traceLinks);
+    const span = connection.traced
+      ? startServerSpan(SpanNames.message, ROOT_CONTEXT, connection.traceLinks)
+      : connection.quiet.span;
     if (span.isRecording()) {
       span.setAttribute(SpanAttr.connectionId, connection.id);
       span.setAttribute(SpanAttr.userId, connection.userId);
@@ -165,7 +168,7 @@ export class ConnectionHub {
         conversationId: msg.conversation_id,
         clientId: msg.id,
         pillar: msg.pillar,
-        trace: traceCarrier(span),
+        trace: connection.traced ? traceCarrier(span) : connection.quiet.carrier,
       });
     } catch (err) {
       deps.log.error(

@@ -1,10 +1,12 @@
 import {
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Context,
   type Link,
   type Span,
@@ -54,6 +56,35 @@ export function contextFromHeaders(traceparent: string | undefined, tracestate: 
 
 export function startServerSpan(name: string, parent: Context, links?: Link[]): Span {
   return coreTracer().startSpan(name, links ? { kind: SpanKind.SERVER, links } : { kind: SpanKind.SERVER }, parent);
+}
+
+/**
+ * The trace of a connection whose upgrade was not sampled. Sampling is decided once per connection,
+ * at its upgrade: the messages of such a connection start no span at all (no ids to generate, no
+ * sampler call, no carrier to format per message). They run under this stand-in instead: the
+ * upgrade's context marked not sampled, so log lines still name the upgrade's trace and an agent
+ * worker, continuing from `carrier`, knows not to sample either. Built once per connection, lazily.
+ */
+export class QuietTrace {
+  readonly span: Span;
+  readonly carrier: Record<string, string> | undefined;
+
+  constructor(upgrade: SpanContext | undefined) {
+    const valid = upgrade !== undefined && trace.isSpanContextValid(upgrade);
+    this.span = trace.wrapSpanContext(
+      valid ? { ...upgrade, traceFlags: TraceFlags.NONE } : INVALID_SPAN_CONTEXT,
+    );
+    this.carrier = valid ? traceCarrier(this.span) : undefined;
+  }
+}
+
+/** True when `spanContext` names a real span that was sampled (its children are sampled too). */
+export function isSampled(spanContext: SpanContext | undefined): boolean {
+  return (
+    spanContext !== undefined &&
+    (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 &&
+    trace.isSpanContextValid(spanContext)
+  );
 }
 
 /** A link to `spanContext` when it names a real span (not the no-op's invalid one). */

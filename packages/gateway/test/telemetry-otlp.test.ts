@@ -41,6 +41,7 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
   const token = `secret-token-${randomBytes(8).toString('hex')}`;
   const parentTraceId = randomBytes(16).toString('hex');
   const parentSpanId = randomBytes(8).toString('hex');
+  const quietTraceId = randomBytes(16).toString('hex');
   let receiver: OtlpReceiver;
   let gw: LaunchedGateway;
 
@@ -72,6 +73,18 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
     for (let i = 0; i < 6; i++) client.send({ agent_type: 'echo', message: `flood ${i}` });
     await nextMatching(client, (f) => f['code'] === 'rate_limited');
     await client.close();
+
+    // A client whose traceparent says "not sampled": its upgrade is not sampled (parent-based), so
+    // neither is anything of its connection: its messages start no span, here or in the agent.
+    const quiet = await open(url(`${token}-quiet`), {
+      origin: ALLOWED,
+      headers: { traceparent: `00-${quietTraceId}-${randomBytes(8).toString('hex')}-00` },
+    });
+    for (let i = 0; i < 3; i++) {
+      quiet.send({ agent_type: 'echo', message: `quiet ${i}`, id: `q${i}` });
+      expect(await quiet.next()).toMatchObject({ type: 'response', in_reply_to: `q${i}` });
+    }
+    await quiet.close();
 
     // Refused upgrades, a client with no Origin, and one that vanishes without a close frame.
     const badOrigin = await connect(url(token), { origin: 'http://evil.example' });
@@ -231,6 +244,21 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
     const limited = spans.filter((s) => s.name === 'ws.message' && s.attributes['wsgw.outcome'] === 'rate_limited');
     expect(limited.length).toBeGreaterThan(0);
     expect(receiver.rawBodies('/v1/traces')).not.toContain(token);
+  });
+
+  it('decides sampling once per connection: an unsampled upgrade traces none of its messages', () => {
+    const spans = receiver.spans();
+    expect(spans.some((s) => s.traceId === quietTraceId)).toBe(false);
+    // Every message span belongs to a sampled connection, and so does every agent span.
+    const sampledConnections = new Set(
+      spans.filter((s) => s.name === 'ws.upgrade' && s.attributes['wsgw.outcome'] === 'admitted').map((s) => s.attributes['wsgw.connection_id']),
+    );
+    const messages = spans.filter((s) => s.name === 'ws.message');
+    expect(messages.length).toBeGreaterThanOrEqual(8);
+    for (const m of messages) expect(sampledConnections.has(m.attributes['wsgw.connection_id'])).toBe(true);
+    const messageTraces = new Set(messages.map((m) => m.traceId));
+    for (const a of spans.filter((s) => s.name.startsWith('agent.handle'))) expect(messageTraces.has(a.traceId)).toBe(true);
+    expect(messages.some((m) => m.attributes['wsgw.agent_type'] === 'echo' && m.attributes['wsgw.outcome'] === 'replied')).toBe(true);
   });
 
   it('joins log lines to spans: trace_id and span_id inside a span', () => {
