@@ -13,7 +13,7 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
-COPY package.json package-lock.json .npmrc turbo.json tsconfig.json ./
+COPY package.json package-lock.json .npmrc turbo.json tsconfig.base.json tsconfig.json ./
 COPY packages ./packages
 # Then keep each workspace's manifest (npm needs them all to link the workspaces) and its dist.
 RUN npm ci --no-audit --no-fund \
