@@ -75,8 +75,15 @@ export class QuietTrace {
       valid ? { ...upgrade, traceFlags: TraceFlags.NONE } : INVALID_SPAN_CONTEXT,
     );
     this.carrier = valid ? traceCarrier(this.span) : undefined;
+    if (this.carrier) quietCarriers.set(this.carrier, this.span);
   }
 }
+
+/**
+ * Carriers of QuietTraces, to their span: an in-process agent (same carrier object as the
+ * connection's) continues an unsampled trace with a lookup instead of parsing and validating ids.
+ */
+const quietCarriers = new WeakMap<object, Span>();
 
 /** True when `spanContext` names a real span that was sampled (its children are sampled too). */
 export function isSampled(spanContext: SpanContext | undefined): boolean {
@@ -146,8 +153,10 @@ export function traceLogFields(span: Span): Readonly<Record<string, string>> {
  * the trace the gateway put in `request.trace`. The caller ends it.
  */
 export function startAgentSpan(agentType: string, carrier: Record<string, string> | undefined): Span {
-  // An unsampled gateway trace (the default samples 1 % of messages) gets no span of its own here:
+  // An unsampled gateway trace (most connections, by default) gets no span of its own here:
   // its context is carried as is, so log lines still name the trace, at no sampling cost.
+  const quiet = carrier && quietCarriers.get(carrier);
+  if (quiet) return quiet;
   const traceparent = carrier?.['traceparent'];
   if (traceparent !== undefined && traceparent.length === 55 && traceparent.endsWith('-00')) {
     const parsed = trace.wrapSpanContext({
