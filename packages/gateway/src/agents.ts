@@ -1,8 +1,16 @@
 import type { Config } from '@wsgw/config';
-import { builtinAgents, type AgentBus, type AgentHandler, type GatewayMetrics, type Logger } from '@wsgw/core';
-import { AgentWorker } from '@wsgw/agent-sdk';
+import {
+  builtinAgents,
+  type AgentBus,
+  type AgentHandler,
+  type AgentReply,
+  type AgentRequest,
+  type GatewayMetrics,
+  type Logger,
+  type PublishResult,
+} from '@wsgw/core';
 import { MemoryAgentBus } from '@wsgw/memory';
-import { createRedisClient, FailoverAgentBus, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
+import { createRedisClient, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
 
 /** The agents this process serves itself: WEBSOCKET_BUILTIN_AGENTS plus the embedder's own. */
 export function inProcessAgents(
@@ -17,7 +25,7 @@ export function inProcessAgents(
   return [...agents, ...Object.entries(extraAgents)];
 }
 
-/** Embedded mode: requests go straight to handlers in this process. */
+/** Requests go straight to handlers in this process (every type in embedded mode). */
 export function memoryAgentBus(
   config: Config,
   log: Logger,
@@ -28,25 +36,45 @@ export function memoryAgentBus(
   return bus;
 }
 
+/**
+ * Sends each request to the bus serving its type: the agents of this process to the in-process
+ * bus, every other type to remote workers. Replies of both reach the hub through one callback.
+ */
+export class SplitAgentBus implements AgentBus {
+  constructor(
+    private readonly local: AgentBus,
+    private readonly localTypes: ReadonlySet<string>,
+    private readonly remote: AgentBus,
+  ) {}
+
+  publish(request: AgentRequest): Promise<PublishResult> {
+    return (this.localTypes.has(request.agentType) ? this.local : this.remote).publish(request);
+  }
+
+  onReply(handler: (reply: AgentReply) => void): void {
+    this.local.onReply(handler);
+    this.remote.onReply(handler);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.local.close(), this.remote.close()]);
+  }
+}
+
 export interface RedisAgentsOptions {
   client: RedisClient;
   keys: RedisKeys;
   metrics: GatewayMetrics;
   extraAgents?: Readonly<Record<string, AgentHandler>> | undefined;
-  /** True while Redis is known to be unreachable (local failure mode serves built-ins in process). */
-  isRedisDown?: () => boolean;
 }
 
 /**
- * Redis mode (docs/AGENTS.md): the bus over Redis Streams, and an agent-sdk worker in this process
- * for each built-in agent, so built-in agents take the same road as remote ones and any replica's
- * worker may answer any replica's client.
+ * Redis mode (docs/AGENTS.md): agents served inside the gateway process (CONTRACT §2) answer
+ * through the in-process bus, as in embedded mode, so an echo costs no Redis round trip and keeps
+ * answering while Redis is away (`local` failure mode; `closed` refuses messages before the bus).
+ * Every other agent type goes over Redis Streams to remote workers on any machine.
  */
-export function redisAgents(
-  config: Config,
-  log: Logger,
-  options: RedisAgentsOptions,
-): { bus: AgentBus; started: Promise<void>; close(): Promise<void> } {
+export function redisAgents(config: Config, log: Logger, options: RedisAgentsOptions): AgentBus {
   const redis = config.redis;
   if (!redis) throw new Error('redisAgents needs REDIS_URL');
   const busLog = log.child({ component: 'agent-bus' });
@@ -61,57 +89,11 @@ export function redisAgents(
     busLog,
     options.metrics,
   );
+  // Queue depth is that of the streams. In-process agents have no queue (a request runs at once, at
+  // most AGENT_MAX_QUEUE per type); while they work, their requests count in websocket.requests.pending.
   options.metrics.observeAgentQueues(() => streams.queueDepths());
   streams.start();
-  const agents = inProcessAgents(config, options.extraAgents);
-  // While Redis is away, `local` failure mode keeps built-in agents answering from this process.
-  const local = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, busLog);
-  for (const [name, agent] of agents) local.register(name, agent);
-  const isDown = options.isRedisDown ?? (() => false);
-  const bus = new FailoverAgentBus(
-    streams,
-    local,
-    { mode: config.limits.failureMode, localTypes: new Set(agents.map(([name]) => name)), isDown },
-    busLog,
-    options.metrics,
-  );
-  const workers = agents.map(
-    ([agentType, handler]) =>
-      new AgentWorker({
-        agentType,
-        handler,
-        redisUrl: redis.url,
-        keyPrefix: redis.keyPrefix,
-        workerId: `${config.replicaId}:${agentType}`,
-        // In-process handlers are cheap; big batches keep Redis round trips per message low.
-        concurrency: 1024,
-        shutdownGraceMs: 2000,
-        log: busLog,
-      }),
-  );
-  // Resolves once every built-in agent counts as live (or failed to start, which is logged), or
-  // after a few seconds if Redis went away meanwhile: readiness must not wait on it forever.
-  const allStarted = Promise.all(
-    workers.map((worker) =>
-      worker.start().catch((err: unknown) => {
-        busLog.error({ err, agent_type: worker.agentType }, 'built-in agent worker failed to start');
-      }),
-    ),
-  );
-  let timer: NodeJS.Timeout | undefined;
-  const started = Promise.race([
-    allStarted,
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, 5000);
-      timer.unref();
-    }),
-  ]).then(() => clearTimeout(timer));
-  return {
-    bus,
-    started,
-    close: async () => {
-      await bus.close();
-      await Promise.all(workers.map((w) => w.stop()));
-    },
-  };
+  const local = memoryAgentBus(config, busLog, options.extraAgents);
+  const localTypes = new Set(inProcessAgents(config, options.extraAgents).map(([name]) => name));
+  return new SplitAgentBus(local, localTypes, streams);
 }

@@ -134,21 +134,12 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
   const failures = config.limits.sessionFailuresPerMinute;
   const throttle =
     failures > 0 ? new RedisUpgradeThrottle(limitsClient, limitsLog, { keys, failures, windowSeconds: 60 }) : undefined;
-  // Agents take the Redis Streams road; built-in agents run as agent-sdk workers in this process.
-  const agents = redisAgents(config, log, {
-    client,
-    keys,
-    metrics,
-    extraAgents: options.extraAgents,
-    isRedisDown: () => health.isDown(),
-  });
-  const bus = agents.bus;
+  // Agents of this process answer in it; every other type goes through Redis Streams.
+  const bus = redisAgents(config, log, { client, keys, metrics, extraAgents: options.extraAgents });
 
   const ready = Promise.all([connectRedis(limitsClient), connectRedis(client)]).then(([connected]) => {
     if (!connected) health.startDown();
     else log.info({ cluster: isClusterUrl(redis.url) }, 'connected to redis');
-    // Ready once built-in agents count as live, so the first message finds them.
-    return connected ? agents.started : undefined;
   });
   return {
     leases,
@@ -159,7 +150,7 @@ export function redisStores(config: Config, log: Logger, options: RedisStoresOpt
     ready,
     redisGet: (key) => client.get(key),
     close: async () => {
-      await agents.close();
+      await bus.close();
       await rates.close();
       await leases.close();
       health.close();

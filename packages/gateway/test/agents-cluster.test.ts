@@ -185,7 +185,7 @@ describe('agents across replicas (processes)', () => {
     expect(frames.every((f) => f['type'] === 'chunk' && f['conversation_id'] === 'conv')).toBe(true);
     expect(frames.map((f) => f['done'])).toEqual(words.map((_, i) => i === words.length - 1));
     await client.close();
-    // A Redis-mode replica (with its built-in echo worker) still stops cleanly on SIGTERM.
+    // A Redis-mode replica (built-in echo in process, streams for the rest) still stops cleanly on SIGTERM.
     expect(await g.stop()).toEqual({ code: 0, signal: null });
   });
 });

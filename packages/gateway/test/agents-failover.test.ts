@@ -11,9 +11,10 @@ import {
 } from '@wsgw/testkit';
 
 /**
- * WEBSOCKET_LIMITS_FAILURE_MODE=local keeps serving while Redis is unreachable: built-in agents
- * answer from the gateway process; remote agents, unreachable without Redis, get `unavailable`.
- * The gateway reaches Redis through a TCP proxy that can go silent.
+ * WEBSOCKET_LIMITS_FAILURE_MODE=local keeps serving while Redis is unreachable: built-in agents,
+ * answered in the gateway process in every mode, keep answering; remote agents, unreachable without
+ * Redis, get `unavailable`. (In `closed` mode the rate limiter refuses every message first:
+ * redis-failure.test.ts.) The gateway reaches Redis through a TCP proxy that can go silent.
  */
 describe('agents while Redis is unreachable (local failure mode)', () => {
   let server: RedisServerProcess;
@@ -49,7 +50,7 @@ describe('agents while Redis is unreachable (local failure mode)', () => {
     await server?.stop();
   });
 
-  it('answers built-in agents from the process, refuses remote ones, and takes the Redis road again after', async () => {
+  it('keeps answering built-in agents, refuses remote ones, and takes the Redis road again after', async () => {
     const ws = await open(gw.wsUrl('ann'));
     ws.send({ agent_type: 'echo', message: 'before', id: 'b' });
     expect(await ws.next()).toMatchObject({ type: 'response', message: 'before', in_reply_to: 'b' });

@@ -1,4 +1,3 @@
 export * from './wire.js';
 export * from './agent-streams.js';
 export * from './redis-agent-bus.js';
-export * from './failover-agent-bus.js';

@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { redisKeys } from '@wsgw/redis';
+import {
+  open,
+  spawnAgentWorker,
+  spawnGateway,
+  startRedisServer,
+  uniquePrefix,
+  type GatewayProcess,
+  type OpenClient,
+  type RedisServerProcess,
+  type WorkerProcess,
+} from '@wsgw/testkit';
+
+/**
+ * Redis mode, as processes: a built-in agent (WEBSOCKET_BUILTIN_AGENTS, CONTRACT §2 "served inside
+ * the gateway process") is answered in the gateway process with no stream traffic, while a type
+ * the gateway does not serve goes through Redis Streams to a worker process. A redis-server of this
+ * file's own, so `INFO commandstats` counts this file's traffic only. Needs a build.
+ */
+describe('built-in agents in Redis mode (processes)', () => {
+  let server: RedisServerProcess;
+  let admin: Redis;
+  let gateway: GatewayProcess;
+  let worker: WorkerProcess;
+  let client: OpenClient;
+  const prefix = uniquePrefix('agents-inprocess');
+  const keys = redisKeys(prefix);
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = server.admin();
+    gateway = await spawnGateway({
+      REDIS_URL: server.url,
+      REDIS_KEY_PREFIX: prefix,
+      WEBSOCKET_BUILTIN_AGENTS: 'echo',
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '10000',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '100000',
+    });
+    worker = await spawnAgentWorker({ REDIS_URL: server.url, REDIS_KEY_PREFIX: prefix, AGENT_TYPE: 'remote-echo' });
+    client = await open(gateway.wsUrl('ivy'));
+  });
+  afterAll(async () => {
+    await client?.close();
+    await worker?.stop();
+    await gateway?.stop();
+    await server?.stop();
+  });
+
+  /** Calls per command since the server started (commands run inside scripts included). */
+  async function calls(): Promise<Record<string, number>> {
+    const info = await admin.info('commandstats');
+    return Object.fromEntries([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+  }
+
+  /** Sends `count` messages of one type at once and returns the frames answering them. */
+  async function exchange(agentType: string, count: number): Promise<Array<Record<string, unknown>>> {
+    for (let i = 0; i < count; i++) client.send({ agent_type: agentType, message: `${agentType}-${i}`, id: `${agentType}-${i}` });
+    const frames = [];
+    for (let i = 0; i < count; i++) frames.push(await client.next(10_000));
+    return frames;
+  }
+
+  it('answers the built-in echo with no request stream and no XADD', async () => {
+    const before = await calls();
+    const frames = await exchange('echo', 200);
+    const after = await calls();
+    expect(frames.every((f) => f['type'] === 'response' && f['message'] === f['in_reply_to'])).toBe(true);
+    expect(new Set(frames.map((f) => f['in_reply_to'])).size).toBe(200);
+    // Nothing was written to a stream (requests or replies), and no key of the echo type exists.
+    expect((after['xadd'] ?? 0) - (before['xadd'] ?? 0)).toBe(0);
+    expect(await admin.exists(keys.agentRequests('echo'), keys.agentWorkers('echo'))).toBe(0);
+    // The limits still went to Redis: this is Redis mode.
+    expect((after['evalsha'] ?? 0) - (before['evalsha'] ?? 0)).toBeGreaterThan(0);
+  });
+
+  it('sends a type the gateway does not serve through Redis Streams to a worker process', async () => {
+    const before = await calls();
+    const frames = await exchange('remote-echo', 50);
+    const after = await calls();
+    expect(frames.every((f) => f['type'] === 'response' && f['message'] === f['in_reply_to'])).toBe(true);
+    expect(new Set(frames.map((f) => f['in_reply_to'])).size).toBe(50);
+    // One XADD per request (inside the publish script) and at least one reply batch.
+    expect((after['xadd'] ?? 0) - (before['xadd'] ?? 0)).toBeGreaterThanOrEqual(51);
+    expect(await admin.exists(keys.agentRequests('remote-echo'))).toBe(1);
+    expect(await admin.xlen(keys.agentRequests('remote-echo'))).toBe(0);
+    expect(worker.logs().some((l) => l['level'] === 50 || l['level'] === 'error')).toBe(false);
+  });
+});
