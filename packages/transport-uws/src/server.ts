@@ -31,14 +31,15 @@ export class UwsServer {
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   /** Replies go out once per socket per batch; a socket that stops reading is cut off. */
-  private readonly outbox = new Outbox((socket) => {
-    if (socket.data.connection) this.deps.hub.slowReader(socket.data.connection);
-  });
+  private readonly outbox: Outbox;
 
   constructor(
     private readonly options: UwsServerOptions,
     private readonly deps: UwsServerDeps,
   ) {
+    this.outbox = new Outbox(options.maxBackpressureBytes, (socket) => {
+      if (socket.connection) deps.hub.slowReader(socket.connection);
+    });
     this.uws = loadUws();
     this.app = this.uws.App();
     this.routes();
@@ -85,7 +86,8 @@ export class UwsServer {
     app.options('/*', (res, req) => preflight(res, req, cors));
 
     for (const base of options.websocketPaths) {
-      app.ws<SocketData>(`${base}/agent`, {
+      const route = `${base}/agent`;
+      app.ws<SocketData>(route, {
         // uWS drops a frame above its own limit with no close frame (1006). Letting it read a
         // little more lets us answer the contract's 1009; beyond this cap a client could make
         // us buffer arbitrary memory, so those are still cut at once.
@@ -97,14 +99,14 @@ export class UwsServer {
         idleTimeout: options.idleTimeoutSeconds === 0 ? 0 : options.idleTimeoutSeconds + 4,
         sendPingsAutomatically: false,
         compression: this.uws.DISABLED,
-        upgrade: (res, req, context) => this.upgrade(res, req, context),
+        upgrade: (res, req, context) => this.upgrade(res, req, context, route),
         open: (ws) => {
-          const data = ws.getUserData();
-          data.socket = new UwsClientSocket(ws, data, this.outbox, options.maxBackpressureBytes);
-          data.connection = deps.hub.open(data.ticket, data.socket);
+          const { socket } = ws.getUserData();
+          if (socket.ticket === null) return;
+          socket.opened(ws, deps.hub.open(socket.ticket, socket));
         },
         message: (ws, message, isBinary) => {
-          const { connection } = ws.getUserData();
+          const { connection } = ws.getUserData().socket;
           if (!connection) return;
           if (message.byteLength > options.maxPayloadBytes) {
             deps.hub.tooBig(connection);
@@ -117,9 +119,9 @@ export class UwsServer {
           });
         },
         close: (ws, code) => {
-          const data = ws.getUserData();
-          data.closed = true;
-          if (data.connection) deps.hub.closed(data.connection, code);
+          const { socket } = ws.getUserData();
+          socket.closed = true;
+          if (socket.connection) deps.hub.closed(socket.connection, code);
         },
       });
     }
@@ -132,10 +134,17 @@ export class UwsServer {
     });
   }
 
-  private upgrade(res: HttpResponse, req: import('uWebSockets.js').HttpRequest, context: import('uWebSockets.js').us_socket_context_t): void {
+  private upgrade(
+    res: HttpResponse,
+    req: import('uWebSockets.js').HttpRequest,
+    context: import('uWebSockets.js').us_socket_context_t,
+    route: string,
+  ): void {
     const { deps } = this;
     // Everything needed from req, copied now: req is invalid once this callback returns.
-    const path = req.getUrl();
+    // The route's own string when they are equal: the connection keeps its path for its whole life.
+    const url = req.getUrl();
+    const path = url === route ? route : url;
     const origin = req.getHeader('origin') || undefined;
     const token = req.getQuery('session_token') || bearerToken(req.getHeader('authorization'));
     const key = req.getHeader('sec-websocket-key');
@@ -160,7 +169,7 @@ export class UwsServer {
             return;
           }
           res.cork(() => {
-            res.upgrade<SocketData>({ ticket, closed: false }, key, protocol, extensions, context);
+            res.upgrade<SocketData>({ socket: new UwsClientSocket(ticket, this.outbox) }, key, protocol, extensions, context);
           });
           return;
         }

@@ -1,24 +1,29 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { AdmissionTicket, ClientSocket, Connection, SendStatus } from '@wsgw/core';
 
-/** What a uWS socket carries from upgrade to close. */
+/**
+ * What a uWS socket carries from upgrade to close. uWS copies the user data's properties onto
+ * its WebSocket object, so one property here is one slot on each of them: everything else lives
+ * in the adapter.
+ */
 export interface SocketData {
-  ticket: AdmissionTicket;
-  connection?: Connection;
-  socket?: UwsClientSocket;
-  /** uWS sockets must not be touched after close: this guards every call. */
-  closed: boolean;
+  socket: UwsClientSocket;
 }
 
 /**
  * Frames queued during one job (say, a batch of agent replies read from Redis) and written when
  * it ends, under one cork per socket: one write syscall per socket per batch, not one per frame.
+ * One per server, shared by its sockets with the backpressure limit they write under.
  */
 export class Outbox {
   private dirty: UwsClientSocket[] = [];
   private scheduled = false;
 
-  constructor(private readonly onDropped: (socket: UwsClientSocket) => void) {}
+  constructor(
+    /** Bytes a socket may have unread before more frames to it are dropped. */
+    readonly maxBackpressure: number,
+    private readonly onDropped: (socket: UwsClientSocket) => void,
+  ) {}
 
   mark(socket: UwsClientSocket): void {
     this.dirty.push(socket);
@@ -38,22 +43,39 @@ export class Outbox {
   }
 }
 
-/** core's ClientSocket on a uWS WebSocket. */
+/**
+ * core's ClientSocket on a uWS WebSocket, and the socket's whole state on our side: created at
+ * the upgrade with the admission ticket, which it holds only until the socket opens (the
+ * `Connection` then holds the same fields).
+ */
 export class UwsClientSocket implements ClientSocket {
+  private ws: WebSocket<SocketData> | null = null;
+  ticket: AdmissionTicket | null;
+  connection: Connection | null = null;
+  /** uWS sockets must not be touched after close: this guards every call. */
+  closed = false;
   private queued: string[] | null = null;
 
   constructor(
-    private readonly ws: WebSocket<SocketData>,
-    readonly data: SocketData,
+    ticket: AdmissionTicket,
     private readonly outbox: Outbox,
-    private readonly maxBackpressure: number,
-  ) {}
+  ) {
+    this.ticket = ticket;
+  }
+
+  /** The socket is open: from now on frames go to `ws`; the ticket is no longer needed. */
+  opened(ws: WebSocket<SocketData>, connection: Connection): void {
+    this.ws = ws;
+    this.connection = connection;
+    this.ticket = null;
+  }
 
   send(text: string): SendStatus {
-    if (this.data.closed) return 'dropped';
+    const { ws } = this;
+    if (this.closed || ws === null) return 'dropped';
     if (this.queued === null) {
       // Already over the limit with earlier frames still unread: the client is not reading.
-      if (this.ws.getBufferedAmount() > this.maxBackpressure) return 'dropped';
+      if (ws.getBufferedAmount() > this.outbox.maxBackpressure) return 'dropped';
       this.queued = [text];
       this.outbox.mark(this);
     } else {
@@ -65,12 +87,13 @@ export class UwsClientSocket implements ClientSocket {
   /** Writes the queued frames; false when uWS dropped one at the backpressure limit. */
   flush(): boolean {
     const frames = this.queued;
+    const { ws } = this;
     this.queued = null;
-    if (frames === null || this.data.closed) return true;
+    if (frames === null || this.closed || ws === null) return true;
     let ok = true;
-    this.ws.cork(() => {
+    ws.cork(() => {
       for (const frame of frames) {
-        if (this.ws.send(frame, false, false) === 2) {
+        if (ws.send(frame, false, false) === 2) {
           ok = false;
           return;
         }
@@ -80,10 +103,10 @@ export class UwsClientSocket implements ClientSocket {
   }
 
   close(code: number, reason: string): void {
-    if (this.data.closed) return;
+    if (this.closed || this.ws === null) return;
     // Frames sent just before closing (the error that explains a 1008) go out first.
     this.flush();
-    this.data.closed = true;
+    this.closed = true;
     this.ws.end(code, reason);
   }
 }
