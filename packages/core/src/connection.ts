@@ -21,8 +21,11 @@ export class Connection {
   closed = false;
   private readonly upgradeTrace: SpanContext | undefined;
   private quietTrace: QuietTrace | undefined;
-  /** Times of this socket's rate-limited frames, oldest first, within the last 60 s. */
-  private readonly denials: number[] = [];
+  /**
+   * Times of this socket's rate-limited frames, oldest first, within the last 60 s. Made on the
+   * first denial: most sockets never have one, and an idle socket should cost little.
+   */
+  private denials: number[] | undefined;
 
   constructor(
     ticket: AdmissionTicket,
@@ -51,10 +54,11 @@ export class Connection {
    * denials in the last 60 s (CONTRACT §5: such a socket is closed with 1008).
    */
   recordDenial(now: number, limit: number): { first: boolean; exceeded: boolean } {
+    const denials = (this.denials ??= []);
     const horizon = now - 60_000;
-    while (this.denials.length > 0 && (this.denials[0] as number) <= horizon) this.denials.shift();
-    this.denials.push(now);
-    return { first: this.denials.length === 1, exceeded: this.denials.length > limit };
+    while (denials.length > 0 && (denials[0] as number) <= horizon) denials.shift();
+    denials.push(now);
+    return { first: denials.length === 1, exceeded: denials.length > limit };
   }
 
   /** Sends unless the socket is gone; false when the frame could not be queued. */
