@@ -10,7 +10,8 @@ export interface ConnectionLimits {
  * unreachable). Synchronous underneath, so check-and-take is atomic by construction.
  */
 export class MemoryConnectionLeases implements ConnectionLeases {
-  private readonly byUser = new Map<string, Set<string>>();
+  /** Slots held per user: a count, since `owners` already says which (a Set per user cost ~150 B). */
+  private readonly byUser = new Map<string, number>();
   private readonly owners = new Map<string, string>();
 
   constructor(private readonly limits: ConnectionLimits) {}
@@ -20,7 +21,7 @@ export class MemoryConnectionLeases implements ConnectionLeases {
   }
 
   countFor(userId: string): number {
-    return this.byUser.get(userId)?.size ?? 0;
+    return this.byUser.get(userId) ?? 0;
   }
 
   /** The connection ids held right now (re-registered into Redis when it comes back). */
@@ -33,12 +34,11 @@ export class MemoryConnectionLeases implements ConnectionLeases {
     if (this.owners.size >= this.limits.maxGlobal) {
       return { granted: false, reason: 'global_connection_limit', retryAfterMs: 1000 };
     }
-    const mine = this.byUser.get(userId);
-    if ((mine?.size ?? 0) >= this.limits.maxPerUser) {
+    const mine = this.byUser.get(userId) ?? 0;
+    if (mine >= this.limits.maxPerUser) {
       return { granted: false, reason: 'user_connection_limit', retryAfterMs: 1000 };
     }
-    if (mine) mine.add(connectionId);
-    else this.byUser.set(userId, new Set([connectionId]));
+    this.byUser.set(userId, mine + 1);
     this.owners.set(connectionId, userId);
     return { granted: true };
   }
@@ -47,9 +47,9 @@ export class MemoryConnectionLeases implements ConnectionLeases {
     const userId = this.owners.get(connectionId);
     if (userId === undefined) return;
     this.owners.delete(connectionId);
-    const mine = this.byUser.get(userId);
-    mine?.delete(connectionId);
-    if (mine?.size === 0) this.byUser.delete(userId);
+    const mine = this.byUser.get(userId) ?? 0;
+    if (mine <= 1) this.byUser.delete(userId);
+    else this.byUser.set(userId, mine - 1);
   }
 
   async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
