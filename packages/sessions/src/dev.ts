@@ -10,7 +10,10 @@ export class DevSessionValidator implements SessionValidator {
 
   async validate(token: string): Promise<SessionResult> {
     if (token === '') return { valid: false, reason: 'empty' };
-    const userId = `dev-${createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+    const digest = createHash('sha256').update(token).digest();
+    // Joined, not concatenated: one flat 20-character string for the connection's lifetime, where
+    // `dev-${hex.slice(0, 16)}` kept a concatenation node, a slice and the whole 64-character hex alive.
+    const userId = ['dev-', digest.toString('hex', 0, 8)].join('');
     return { valid: true, session: { userId } };
   }
 }
