@@ -120,7 +120,7 @@ export class UwsServer {
         },
         close: (ws, code) => {
           const { socket } = ws.getUserData();
-          socket.closed = true;
+          socket.gone();
           if (socket.connection) deps.hub.closed(socket.connection, code);
         },
       });

@@ -49,11 +49,10 @@ export class Outbox {
  * `Connection` then holds the same fields).
  */
 export class UwsClientSocket implements ClientSocket {
+  /** Null until open and again once closed: uWS sockets must not be touched after close. */
   private ws: WebSocket<SocketData> | null = null;
   ticket: AdmissionTicket | null;
   connection: Connection | null = null;
-  /** uWS sockets must not be touched after close: this guards every call. */
-  closed = false;
   private queued: string[] | null = null;
 
   constructor(
@@ -70,9 +69,14 @@ export class UwsClientSocket implements ClientSocket {
     this.ticket = null;
   }
 
+  /** uWS reported the close (either side's): nothing may touch the socket any more. */
+  gone(): void {
+    this.ws = null;
+  }
+
   send(text: string): SendStatus {
     const { ws } = this;
-    if (this.closed || ws === null) return 'dropped';
+    if (ws === null) return 'dropped';
     if (this.queued === null) {
       // Already over the limit with earlier frames still unread: the client is not reading.
       if (ws.getBufferedAmount() > this.outbox.maxBackpressure) return 'dropped';
@@ -89,7 +93,7 @@ export class UwsClientSocket implements ClientSocket {
     const frames = this.queued;
     const { ws } = this;
     this.queued = null;
-    if (frames === null || this.closed || ws === null) return true;
+    if (frames === null || ws === null) return true;
     let ok = true;
     ws.cork(() => {
       for (const frame of frames) {
@@ -103,10 +107,11 @@ export class UwsClientSocket implements ClientSocket {
   }
 
   close(code: number, reason: string): void {
-    if (this.closed || this.ws === null) return;
+    const { ws } = this;
+    if (ws === null) return;
     // Frames sent just before closing (the error that explains a 1008) go out first.
     this.flush();
-    this.closed = true;
-    this.ws.end(code, reason);
+    this.ws = null;
+    ws.end(code, reason);
   }
 }
