@@ -190,7 +190,7 @@ export class UpgradeAdmission {
     if (deps.isUnavailable()) return this.reject(req, 'unavailable');
 
     const { userId } = result.session;
-    const connectionId = this.connectionIds.next();
+    const connectionId = this.connectionIds.nextFlat();
     if (span.isRecording()) {
       span.setAttribute(SpanAttr.userId, userId);
       span.setAttribute(SpanAttr.connectionId, connectionId);
@@ -233,7 +233,7 @@ export class UpgradeAdmission {
     }
     return {
       admitted: true,
-      ticket: { connectionId, userId, path: req.path, origin: req.origin, tokenHash },
+      ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash },
     };
   }
 

@@ -13,4 +13,13 @@ export class IdSource {
     this.counter++;
     return this.prefix + this.counter.toString(36);
   }
+
+  /**
+   * The same, as one flat string, for ids kept as long as a connection: a concatenation is a rope
+   * (a node pointing at the prefix and at the counter's string), some 24 B more per idle socket.
+   */
+  nextFlat(): string {
+    this.counter++;
+    return [this.prefix, this.counter.toString(36)].join('');
+  }
 }
