@@ -5,13 +5,15 @@
 export class OriginPolicy {
   private constructor(
     private readonly allowAll: boolean,
-    private readonly allowed: ReadonlySet<string>,
+    /** Each listed origin (normalized), to itself: see `shared`. */
+    private readonly allowed: ReadonlyMap<string, string>,
   ) {}
 
   /** `['*']` allows every origin (development only; config refuses it in production). */
   static fromList(origins: readonly string[]): OriginPolicy {
     const allowAll = origins.includes('*');
-    return new OriginPolicy(allowAll, new Set(origins.filter((o) => o !== '*').map(normalizeOrigin)));
+    const listed = origins.filter((o) => o !== '*').map(normalizeOrigin);
+    return new OriginPolicy(allowAll, new Map(listed.map((o) => [o, o])));
   }
 
   get allowsAll(): boolean {
@@ -27,6 +29,14 @@ export class OriginPolicy {
   /** For CORS on the HTTP endpoints: only a listed origin (or any, with `*`) gets headers. */
   allows(origin: string): boolean {
     return this.allowAll || this.allowed.has(normalizeOrigin(origin));
+  }
+
+  /**
+   * The policy's own copy of `origin` when it is exactly a listed origin, else `origin` itself:
+   * a connection keeps its Origin for its whole life, and one shared string beats one per socket.
+   */
+  shared(origin: string | undefined): string | undefined {
+    return origin === undefined ? undefined : (this.allowed.get(origin) ?? origin);
   }
 }
 

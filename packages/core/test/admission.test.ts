@@ -182,4 +182,14 @@ describe('OriginPolicy', () => {
   it('* allows everything', () => {
     expect(OriginPolicy.fromList(['*']).allows('https://anything.example')).toBe(true);
   });
+
+  it('shares its own string for a listed origin and never changes the value a connection keeps', () => {
+    const p = OriginPolicy.fromList(['https://app.example']);
+    expect(p.shared(['https://', 'app.example'].join(''))).toBe('https://app.example');
+    // Only an exact match is replaced: metrics and logs see what the client sent, as before.
+    expect(p.shared('HTTPS://APP.EXAMPLE')).toBe('HTTPS://APP.EXAMPLE');
+    expect(p.shared('https://other.example')).toBe('https://other.example');
+    expect(p.shared(undefined)).toBeUndefined();
+    expect(OriginPolicy.fromList(['*']).shared('https://any.example')).toBe('https://any.example');
+  });
 });
