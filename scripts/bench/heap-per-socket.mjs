@@ -6,9 +6,13 @@
 // held in the heap between them (a Map of thousands of kinds) would count itself as per-socket cost.
 //
 //   node --expose-gc scripts/bench/heap-per-socket.mjs [N=2000] [--redis] [--retainers]
+//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss
 //
 // --retainers also groups the objects that are new since the baseline by the chain of edges that
 // holds them, up to the first object that existed before (a retainer walk): what keeps each kind alive.
+// --rss takes no snapshot and forces no GC: it splits the RSS growth the way run.mjs measures it
+// (fresh gateway, N sockets, 1.5 s to settle) into the V8 heap's young and old generation pages
+// and the rest (native: uWS, malloc). Sockets send the bench's Origin, which the config allows.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
@@ -20,13 +24,16 @@ import { startGateway } from '@wsgw/gateway';
 import { createLogger } from '@wsgw/telemetry';
 import { killAllOwned, startRedis, stopProcess, track, workDir, removeDir } from './lib/procs.mjs';
 
-if (typeof global.gc !== 'function') {
+const rssOnly = process.argv.includes('--rss');
+if (!rssOnly && typeof global.gc !== 'function') {
   process.stderr.write('run with node --expose-gc\n');
   process.exit(2);
 }
 const n = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 2000);
 const useRedis = process.argv.includes('--redis');
 const walk = process.argv.includes('--retainers');
+const mode = useRedis ? 'Redis' : 'embedded';
+const ORIGIN = 'http://bench.example';
 const dir = workDir('heap');
 let redis;
 let worker;
@@ -36,6 +43,7 @@ try {
     HOST: '127.0.0.1',
     PORT: '0',
     OTEL_SDK_DISABLED: 'true',
+    CORS_ORIGINS: ORIGIN,
     WEBSOCKET_MAX_CONNECTIONS_PER_USER: '1000',
     WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '1000000',
     ...(redis ? { REDIS_URL: redis.url, REDIS_KEY_PREFIX: 'heap:' } : {}),
@@ -59,22 +67,52 @@ try {
       worker.on('message', on);
       worker.send(msg);
     });
-  const spec = { kind: 'idle', host: '127.0.0.1', port: gateway.port, path: '/api/ws/agent', headers: {}, body: 'x' };
+  const spec = { kind: 'idle', host: '127.0.0.1', port: gateway.port, path: '/api/ws/agent', headers: { Origin: ORIGIN }, body: 'x' };
+  /** Opens `n` more idle sockets; resolves with how many of them opened. */
+  const openProbes = async () => (await ask({ cmd: 'prepare', ...spec, conns: n, append: true, tokenPrefix: 'probe' }, 'ready')).opened - 10;
   // A few sockets first, so one-off structures (maps, code) exist before the baseline.
   await ask({ cmd: 'prepare', ...spec, conns: 10, tokenPrefix: 'warm' }, 'ready');
-  const beforeFile = snapshot('before');
-  const ready = await ask({ cmd: 'prepare', ...spec, conns: n, append: true, tokenPrefix: 'probe' }, 'ready');
-  await new Promise((r) => setTimeout(r, 500));
-  const afterFile = snapshot('after');
-  const opened = ready.opened - 10;
-  await ask({ cmd: 'stop' }, 'done');
-  await gateway.shutdown();
 
-  const before = census(readSnapshot(beforeFile));
-  const beforeIds = walk ? before.ids : undefined;
-  const afterSnap = readSnapshot(afterFile);
+  if (rssOnly) {
+    await new Promise((r) => setTimeout(r, 300));
+    const start = memory();
+    const opened = await openProbes();
+    await new Promise((r) => setTimeout(r, 1500));
+    reportRss(opened, start, memory());
+    await ask({ cmd: 'stop' }, 'done');
+    await gateway.shutdown();
+  } else {
+    const beforeFile = snapshot('before');
+    const opened = await openProbes();
+    await new Promise((r) => setTimeout(r, 500));
+    const afterFile = snapshot('after');
+    await ask({ cmd: 'stop' }, 'done');
+    await gateway.shutdown();
+    reportHeap(opened, readSnapshot(beforeFile), readSnapshot(afterFile));
+  }
+} finally {
+  if (worker) worker.kill('SIGKILL');
+  if (redis) await stopProcess(redis.child);
+  killAllOwned();
+  removeDir(dir);
+}
+process.exit(0);
+
+function reportRss(opened, start, end) {
+  const per = (k) => `${Math.round((end[k] - start[k]) / opened).toLocaleString('en-US').padStart(7)} B`;
+  const mib = (b) => (b / 2 ** 20).toFixed(1);
+  process.stdout.write(`${opened} idle sockets (${mode} mode), RSS growth per socket, no forced GC:\n`);
+  process.stdout.write(`${per('rss')}  RSS\n`);
+  process.stdout.write(`${per('young')}  V8 young generation pages (resident ${mib(start.young)} -> ${mib(end.young)} MiB)\n`);
+  process.stdout.write(`${per('old')}  V8 old generation, code and large-object pages\n`);
+  process.stdout.write(`${per('native')}  the rest (native: uWS, malloc, stacks)\n`);
+  process.stdout.write(`(V8 heap in use grew ${per('used').trim()} per socket: live objects and garbage not yet collected)\n`);
+}
+
+function reportHeap(opened, beforeSnap, afterSnap) {
+  const before = census(beforeSnap);
+  const beforeIds = walk ? objectIds(beforeSnap) : undefined;
   const after = census(afterSnap);
-
   const rows = [];
   let total = 0;
   for (const [key, a] of after) {
@@ -85,7 +123,7 @@ try {
     rows.push({ key, objects: (a.count - b.count) / opened, bytes });
   }
   rows.sort((x, y) => y.bytes - x.bytes);
-  process.stdout.write(`${opened} idle sockets (${useRedis ? 'Redis' : 'embedded'} mode): ${Math.round(total)} B of JS heap per socket\n`);
+  process.stdout.write(`${opened} idle sockets (${mode} mode): ${Math.round(total)} B of JS heap per socket\n`);
   process.stdout.write('   B/socket  objects/socket  kind:name\n');
   for (const r of rows.slice(0, 25)) {
     process.stdout.write(`${r.bytes.toFixed(0).padStart(10)}  ${r.objects.toFixed(2).padStart(14)}  ${r.key}\n`);
@@ -97,13 +135,21 @@ try {
       process.stdout.write(`${(r.bytes / opened).toFixed(0).padStart(10)}  ${(r.count / opened).toFixed(2).padStart(14)}  ${r.chain}\n`);
     }
   }
-} finally {
-  if (worker) worker.kill('SIGKILL');
-  if (redis) await stopProcess(redis.child);
-  killAllOwned();
-  removeDir(dir);
 }
-process.exit(0);
+
+/** Resident bytes: the whole process, the V8 heap's generations, and the rest. */
+function memory() {
+  const { rss } = process.memoryUsage();
+  let young = 0;
+  let old = 0;
+  let used = 0;
+  for (const space of v8.getHeapSpaceStatistics()) {
+    used += space.space_used_size;
+    if (space.space_name === 'new_space' || space.space_name === 'new_large_object_space') young += space.physical_space_size;
+    else old += space.physical_space_size;
+  }
+  return { rss, young, old, used, native: rss - young - old };
+}
 
 /** A heap snapshot after a full GC, written to a file in `dir`. */
 function snapshot(name) {
@@ -122,7 +168,6 @@ function census(snap) {
   const types = snap.snapshot.meta.node_types[0];
   const [ti, ni, si] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f));
   const out = new Map();
-  if (walk) out.ids = objectIds(snap);
   for (let i = 0; i < snap.nodes.length; i += fields.length) {
     const type = types[snap.nodes[i + ti]];
     const name = /string/.test(type) ? '' : String(snap.strings[snap.nodes[i + ni]]).slice(0, 60);
@@ -135,11 +180,7 @@ function census(snap) {
   return out;
 }
 
-/**
- * Objects of `after` that `before` did not have (heap object ids are stable within a process),
- * grouped by how they are held: each object's first strong retainer, then that one's, up to an
- * object older than the baseline (or 6 steps), written `kind <-edge- kind ...`.
- */
+/** The snapshot's object ids, sorted (stable within a process: they tell new objects from old). */
 function objectIds(snap) {
   const fields = snap.snapshot.meta.node_fields;
   const ii = fields.indexOf('id');
@@ -148,6 +189,11 @@ function objectIds(snap) {
   return ids.sort();
 }
 
+/**
+ * Objects of `after` whose ids are not in `oldIds`, grouped by how they are held: each object's
+ * first strong retainer, then that one's, up to an object older than the baseline (or 6 steps),
+ * written `kind <-edge- kind ...`.
+ */
 function retainerChains(oldIds, after) {
   const nf = after.snapshot.meta.node_fields;
   const ef = after.snapshot.meta.edge_fields;
