@@ -7,16 +7,20 @@
 //
 //   node --expose-gc scripts/bench/heap-per-socket.mjs [N=2000] [--redis] [--retainers]
 //   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss
+//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc
 //
 // --retainers also groups the objects that are new since the baseline by the chain of edges that
 // holds them, up to the first object that existed before (a retainer walk): what keeps each kind alive.
 // --rss takes no snapshot and forces no GC: it splits the RSS growth the way run.mjs measures it
 // (fresh gateway, N sockets, 1.5 s to settle) into the V8 heap's young and old generation pages
-// and the rest (native: uWS, malloc). Sockets send the bench's Origin, which the config allows.
+// and the rest (native: uWS, malloc). --alloc samples what the N upgrades allocate (V8's sampling
+// heap profiler, garbage included), per upgrade and by allocating function: the churn that makes
+// the heap grow. Sockets send the bench's Origin, which the config allows.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { readFileSync } from 'node:fs';
+import inspector from 'node:inspector/promises';
 import path from 'node:path';
 import v8 from 'node:v8';
 import { loadConfig } from '@wsgw/config';
@@ -25,7 +29,8 @@ import { createLogger } from '@wsgw/telemetry';
 import { killAllOwned, startRedis, stopProcess, track, workDir, removeDir } from './lib/procs.mjs';
 
 const rssOnly = process.argv.includes('--rss');
-if (!rssOnly && typeof global.gc !== 'function') {
+const alloc = process.argv.includes('--alloc');
+if (!rssOnly && !alloc && typeof global.gc !== 'function') {
   process.stderr.write('run with node --expose-gc\n');
   process.exit(2);
 }
@@ -73,7 +78,21 @@ try {
   // A few sockets first, so one-off structures (maps, code) exist before the baseline.
   await ask({ cmd: 'prepare', ...spec, conns: 10, tokenPrefix: 'warm' }, 'ready');
 
-  if (rssOnly) {
+  if (alloc) {
+    const session = new inspector.Session();
+    session.connect();
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 256,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+    const opened = await openProbes();
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    session.disconnect();
+    reportAlloc(opened, profile);
+    await ask({ cmd: 'stop' }, 'done');
+    await gateway.shutdown();
+  } else if (rssOnly) {
     await new Promise((r) => setTimeout(r, 300));
     const start = memory();
     const opened = await openProbes();
@@ -107,6 +126,27 @@ function reportRss(opened, start, end) {
   process.stdout.write(`${per('old')}  V8 old generation, code and large-object pages\n`);
   process.stdout.write(`${per('native')}  the rest (native: uWS, malloc, stacks)\n`);
   process.stdout.write(`(V8 heap in use grew ${per('used').trim()} per socket: live objects and garbage not yet collected)\n`);
+}
+
+/** Sampled allocation by function (self), with its two callers, per upgrade. */
+function reportAlloc(opened, profile) {
+  const bySite = new Map();
+  let total = 0;
+  const where = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules)\//, '')}:${f.lineNumber + 1}`;
+  const visit = (node, callers) => {
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      const key = [where(node.callFrame), ...callers.slice(-2).reverse()].join(' < ');
+      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) visit(child, [...callers, node.callFrame.functionName || '(anonymous)']);
+  };
+  visit(profile.head, []);
+  process.stdout.write(`${opened} upgrades (${mode} mode): ${Math.round(total / opened).toLocaleString('en-US')} B allocated per upgrade (sampled, garbage included)\n`);
+  process.stdout.write('   B/upgrade  allocated in < called by < ...\n');
+  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    process.stdout.write(`${Math.round(bytes / opened).toString().padStart(11)}  ${key}\n`);
+  }
 }
 
 function reportHeap(opened, beforeSnap, afterSnap) {
