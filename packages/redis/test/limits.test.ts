@@ -213,4 +213,44 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     expect(rates.stats.calls).toBe(calls);
     expect(rates.stats.localDenials).toBe(100);
   });
+
+  it('decides interleaved users in one script call, in arrival order, each against its own windows', async () => {
+    const prefix = uniquePrefix('interleaved');
+    const rates = await redisRates(prefix); // 5 per second, 8 per minute
+    const order = 'abacbaabaaccbaaab'.split('');
+    const decisions = await Promise.all(order.map((u) => rates.consume(u)));
+    expect(rates.stats.calls).toBe(1);
+    // Each user's first five are allowed, the rest denied until the 1 s window frees.
+    const seen = new Map<string, number>();
+    order.forEach((u, i) => {
+      const n = (seen.get(u) ?? 0) + 1;
+      seen.set(u, n);
+      const d = decisions[i]!;
+      expect(d.allowed, `${u} #${n}`).toBe(n <= 5);
+      if (!d.allowed) expect(d.retryAfterMs).toBeGreaterThan(900);
+    });
+    // Redis holds one entry per accepted message.
+    const admin = await client();
+    const keys = redisKeys(prefix);
+    const lengths = await Promise.all(['a', 'b', 'c'].map((u) => admin.llen(keys.rateLog(keys.rateShardOf(u), u))));
+    expect(lengths).toEqual([5, 5, 3]);
+  });
+
+  it('records over a thousand acceptances of one user from one call (pushed in chunks)', async () => {
+    const c = await client();
+    const health = new RedisHealth(c, quiet);
+    const prefix = uniquePrefix('bulk');
+    const rates = new RedisRateLimiter(c, health, { keys: redisKeys(prefix), perSecond: 1600, perMinute: 1500 });
+    closers.push(async () => {
+      await rates.close();
+      health.close();
+    });
+    const decisions = await Promise.all(Array.from({ length: 1700 }, () => rates.consume('bulk')));
+    expect(rates.stats.calls).toBe(1);
+    expect(decisions.filter((d) => d.allowed)).toHaveLength(1500);
+    expect(decisions.slice(0, 1500).every((d) => d.allowed)).toBe(true);
+    expect(decisions[1500]!.retryAfterMs).toBeGreaterThan(59_000);
+    const keys = redisKeys(prefix);
+    expect(await c.llen(keys.rateLog(keys.rateShardOf('bulk'), 'bulk'))).toBe(1500);
+  });
 });
