@@ -1,21 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import {
   connect,
   open,
   readyStatus,
   spawnGateway,
+  startRedisCluster,
   startRedisServer,
   TcpProxy,
   uniquePrefix,
   type GatewayProcess,
   type OpenClient,
+  type RedisClusterProcess,
   type RedisServerProcess,
 } from '@wsgw/testkit';
 import { eventually } from './redis-support.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
+
+/** An outage to run the scenario through: how it starts, and how it ends (Redis answers again). */
+interface Outage {
+  begin: () => Promise<void>;
+  end: () => Promise<void>;
+}
+
+/** Where the replicas find Redis, and how the test counts the slots held there. */
+interface Target {
+  url: () => string;
+  slotCount: (key: string) => Promise<number>;
+  started: GatewayProcess[];
+}
 
 /**
  * Issue 3 §6: Redis stopped, paused (CLIENT PAUSE) or unreachable (a silent network), with
@@ -38,7 +53,7 @@ describe('limits while Redis is unavailable', () => {
     await server?.stop();
   });
 
-  const outages: Record<string, { begin: () => Promise<void>; end: () => Promise<void> }> = {
+  const outages: Record<string, Outage> = {
     stopped: {
       begin: () => server.kill(),
       // Back empty: every slot must be registered again by the replicas holding it.
@@ -65,87 +80,177 @@ describe('limits while Redis is unavailable', () => {
     },
   };
 
+  const target: Target = { url: () => proxy.url, slotCount: (key) => server.admin().zcard(key), started };
   for (const [name, outage] of Object.entries(outages)) {
-    it(`Redis ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, async () => {
-      const localPrefix = uniquePrefix(`fail-local-${name}`);
-      const env = (prefix: string, mode: string) => ({
-        REDIS_URL: proxy.url,
-        REDIS_KEY_PREFIX: prefix,
-        WEBSOCKET_LIMITS_FAILURE_MODE: mode,
-        WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2',
-        WEBSOCKET_MAX_MESSAGES_PER_SECOND: '3',
-        WEBSOCKET_LEASE_SECONDS: '3',
-      });
-      const [local1, local2, closed] = await Promise.all([
-        spawnGateway(env(localPrefix, 'local')),
-        spawnGateway(env(localPrefix, 'local')),
-        spawnGateway(env(uniquePrefix(`fail-closed-${name}`), 'closed')),
-      ]);
-      started.push(local1, local2, closed);
-      const before: OpenClient[] = [await open(local1.wsUrl('u')), await open(closed.wsUrl('c'))];
-
-      await outage.begin();
-      const t0 = Date.now();
-
-      // closed: refused with 503 unavailable, in bounded time.
-      const refused = await timed(() => connect(closed.wsUrl('c')));
-      expect(refused.ms).toBeLessThan(BOUND_MS);
-      expect(refused.value.opened ? null : refused.value.rejected).toMatchObject({ status: 503, body: { error: 'unavailable' } });
-      // local: a new upgrade is decided from this replica's memory, in bounded time...
-      const first = await timed(() => connect(local1.wsUrl('u')));
-      expect(first.ms).toBeLessThan(BOUND_MS);
-      expect(first.value.opened).toBe(true);
-      // ...with the same limits: 2 per user on this replica.
-      const second = await timed(() => connect(local1.wsUrl('u')));
-      expect(second.ms).toBeLessThan(BOUND_MS);
-      expect(second.value.opened ? 200 : second.value.rejected.status).toBe(429);
-      // /readyz: 200 in local mode, 503 in closed mode.
-      expect(await readyStatus(local1)).toBe(200);
-      // (A timeout is confirmed by a PING before Redis counts as away: a few seconds.)
-      await eventually(async () => (await readyStatus(closed)) === 503, 8000, 'closed mode not ready');
-
-      // Messages on sockets opened before the outage: local still limits (3 a second, in memory),
-      // closed answers `unavailable`. Invalid frames pass the limiter without needing an agent.
-      const [onLocal, onClosed] = before as [OpenClient, OpenClient];
-      for (let i = 0; i < 5; i++) onLocal.send({ id: `l${i}` });
-      const localFrames = await Promise.all(Array.from({ length: 5 }, () => onLocal.next(5000)));
-      expect(localFrames.filter((f) => f['code'] === 'invalid_message')).toHaveLength(3);
-      expect(localFrames.filter((f) => f['code'] === 'rate_limited')).toHaveLength(2);
-      onClosed.send({ agent_type: 'echo', message: 'hi', id: 'c1' });
-      expect(await onClosed.next(5000)).toMatchObject({ type: 'error', code: 'unavailable', in_reply_to: 'c1' });
-      // Existing sockets stay up.
-      expect(before.every((c) => c.ws.readyState === c.ws.OPEN)).toBe(true);
-      const opened = first.value.opened ? first.value.client : undefined;
-      expect(Date.now() - t0).toBeLessThan(15_000);
-
-      await outage.end();
-      const back = Date.now();
-      // Within 5 s of Redis answering, every replica that noticed the outage is back on Redis...
-      await eventually(
-        async () => [local1, local2, closed].every((gw) => lastHealth(gw) !== 'down') && (await readyStatus(closed)) === 200,
-        RECOVERY_MS,
-        'every replica back on redis',
-      );
-      const keys = server.admin();
-      // ...and holds its slots in Redis again,
-      await eventually(async () => (await keys.zcard(`${localPrefix}{slots}:all`)) === 2, 5000, 'slots re-registered');
-      expect(Date.now() - back).toBeLessThan(RECOVERY_MS);
-      // ...so the shared limit counts them: user u already has 2 (both on local1), local2 refuses.
-      const shared = await connect(local2.wsUrl('u'));
-      expect(shared.opened ? 200 : shared.rejected.status).toBe(429);
-      const again = await connect(closed.wsUrl('c'));
-      expect(again.opened).toBe(true);
-
-      // No crash, no unhandled rejection.
-      for (const gw of [local1, local2, closed]) {
-        expect(gw.logs().some((l) => l['msg'] === 'unhandled rejection')).toBe(false);
-        expect(gw.stderr()).toBe('');
-      }
-      for (const c of [...before, ...(opened ? [opened] : []), ...(again.opened ? [again.client] : [])]) await c.close();
-      await Promise.all([local1, local2, closed].map((g) => g.stop()));
-    });
+    it(`Redis ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, () =>
+      outageScenario(name, target, outage));
   }
 });
+
+/**
+ * The same on a local 3-master Redis Cluster (issue 3: the suite passes against a real cluster).
+ * No proxy here: a cluster announces its nodes' real ports, so the outages act on the nodes.
+ */
+describe('limits while a Redis Cluster is unavailable', () => {
+  let cluster: RedisClusterProcess;
+  let admin: Cluster;
+  const started: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+    admin = new Cluster([{ host: '127.0.0.1', port: cluster.ports[0] as number }]);
+    admin.on('error', () => {});
+  });
+  afterAll(async () => {
+    await Promise.all(started.map((r) => r.stop()));
+    admin?.disconnect();
+    await cluster?.stop();
+  });
+
+  const nodes = () => cluster.ports.map((port) => cluster.node(port));
+  /** The master serving the hash slot of every connection slot set (`{slots}`, whatever the prefix). */
+  let slotsMaster: RedisServerProcess | undefined;
+  const outages: Record<string, Outage> = {
+    'every master paused': {
+      begin: async () => {
+        await Promise.all(nodes().map((n) => n.admin().client('PAUSE', 10_000, 'ALL')));
+      },
+      end: async () => {
+        await eventually(async () => (await Promise.all(nodes().map(fetchPing))).every((p) => p === 'PONG'), 8000, 'pause over');
+      },
+    },
+    'stopped and restarted empty': {
+      begin: async () => {
+        await Promise.all(nodes().map((n) => n.kill()));
+      },
+      // Each node keeps its nodes.conf: the cluster forms again with the same hash slots, empty.
+      end: async () => {
+        await Promise.all(nodes().map((n) => n.restart()));
+        await cluster.waitUntilOk(15_000);
+      },
+    },
+    'master of the {slots} hash slot killed (cluster down), then back empty': {
+      begin: async () => {
+        const dead = await masterOf(cluster, '{slots}');
+        slotsMaster = dead;
+        await dead.kill();
+        // The survivors mark it failed after cluster-node-timeout (2 s); then, with the default
+        // cluster-require-full-coverage, they answer every keyed command with CLUSTERDOWN but still
+        // answer PING. Decisions are taken in that state, not in the moment before it.
+        const survivor = nodes().find((n) => n !== dead) as RedisServerProcess;
+        await eventually(async () => (await survivor.admin().cluster('INFO')).includes('cluster_state:fail'), 10_000, 'cluster down');
+      },
+      end: async () => {
+        await slotsMaster?.restart();
+        await cluster.waitUntilOk(15_000);
+      },
+    },
+  };
+
+  const target: Target = {
+    url: () => cluster.url,
+    slotCount: (key) => admin.zcard(key).catch(() => -1),
+    started,
+  };
+  for (const [name, outage] of Object.entries(outages)) {
+    it(`Cluster ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, () =>
+      outageScenario(name, target, outage));
+  }
+});
+
+/**
+ * Three replicas: two `local` sharing a key prefix, one `closed`. Sockets opened before the outage,
+ * decisions during it (bounded in time, per the failure mode), and after it: every replica back on
+ * Redis, held slots registered again, shared limits applied.
+ */
+async function outageScenario(name: string, target: Target, outage: Outage): Promise<void> {
+  const tag = name.replace(/[^a-z]+/g, '-');
+  const localPrefix = uniquePrefix(`fail-local-${tag}`);
+  const env = (prefix: string, mode: string) => ({
+    REDIS_URL: target.url(),
+    REDIS_KEY_PREFIX: prefix,
+    WEBSOCKET_LIMITS_FAILURE_MODE: mode,
+    WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2',
+    WEBSOCKET_MAX_MESSAGES_PER_SECOND: '3',
+    WEBSOCKET_LEASE_SECONDS: '3',
+  });
+  const [local1, local2, closed] = await Promise.all([
+    spawnGateway(env(localPrefix, 'local')),
+    spawnGateway(env(localPrefix, 'local')),
+    spawnGateway(env(uniquePrefix(`fail-closed-${tag}`), 'closed')),
+  ]);
+  target.started.push(local1, local2, closed);
+  const before: OpenClient[] = [await open(local1.wsUrl('u')), await open(closed.wsUrl('c'))];
+
+  await outage.begin();
+  const t0 = Date.now();
+
+  // closed: refused with 503 unavailable, in bounded time.
+  const refused = await timed(() => connect(closed.wsUrl('c')));
+  expect(refused.ms).toBeLessThan(BOUND_MS);
+  expect(refused.value.opened ? null : refused.value.rejected).toMatchObject({ status: 503, body: { error: 'unavailable' } });
+  // local: a new upgrade is decided from this replica's memory, in bounded time...
+  const first = await timed(() => connect(local1.wsUrl('u')));
+  expect(first.ms).toBeLessThan(BOUND_MS);
+  expect(first.value.opened).toBe(true);
+  // ...with the same limits: 2 per user on this replica.
+  const second = await timed(() => connect(local1.wsUrl('u')));
+  expect(second.ms).toBeLessThan(BOUND_MS);
+  expect(second.value.opened ? 200 : second.value.rejected.status).toBe(429);
+  // /readyz: 200 in local mode, 503 in closed mode.
+  expect(await readyStatus(local1)).toBe(200);
+  // (A timeout is confirmed by a PING before Redis counts as away: a few seconds.)
+  await eventually(async () => (await readyStatus(closed)) === 503, 8000, 'closed mode not ready');
+
+  // Messages on sockets opened before the outage: local still limits (3 a second, in memory),
+  // closed answers `unavailable`. Invalid frames pass the limiter without needing an agent.
+  const [onLocal, onClosed] = before as [OpenClient, OpenClient];
+  for (let i = 0; i < 5; i++) onLocal.send({ id: `l${i}` });
+  const localFrames = await Promise.all(Array.from({ length: 5 }, () => onLocal.next(5000)));
+  expect(localFrames.filter((f) => f['code'] === 'invalid_message')).toHaveLength(3);
+  expect(localFrames.filter((f) => f['code'] === 'rate_limited')).toHaveLength(2);
+  onClosed.send({ agent_type: 'echo', message: 'hi', id: 'c1' });
+  expect(await onClosed.next(5000)).toMatchObject({ type: 'error', code: 'unavailable', in_reply_to: 'c1' });
+  // Existing sockets stay up.
+  expect(before.every((c) => c.ws.readyState === c.ws.OPEN)).toBe(true);
+  const opened = first.value.opened ? first.value.client : undefined;
+  expect(Date.now() - t0).toBeLessThan(15_000);
+
+  await outage.end();
+  const back = Date.now();
+  // Within 5 s of Redis answering, every replica that noticed the outage is back on Redis...
+  await eventually(
+    async () => [local1, local2, closed].every((gw) => lastHealth(gw) !== 'down') && (await readyStatus(closed)) === 200,
+    RECOVERY_MS,
+    'every replica back on redis',
+  );
+  // ...and holds its slots in Redis again,
+  await eventually(async () => (await target.slotCount(`${localPrefix}{slots}:all`)) === 2, 5000, 'slots re-registered');
+  expect(Date.now() - back).toBeLessThan(RECOVERY_MS);
+  // ...so the shared limit counts them: user u already has 2 (both on local1), local2 refuses.
+  const shared = await connect(local2.wsUrl('u'));
+  expect(shared.opened ? 200 : shared.rejected.status).toBe(429);
+  const again = await connect(closed.wsUrl('c'));
+  expect(again.opened).toBe(true);
+
+  // No crash, no unhandled rejection.
+  for (const gw of [local1, local2, closed]) {
+    expect(gw.logs().some((l) => l['msg'] === 'unhandled rejection')).toBe(false);
+    expect(gw.stderr()).toBe('');
+  }
+  for (const c of [...before, ...(opened ? [opened] : []), ...(again.opened ? [again.client] : [])]) await c.close();
+  await Promise.all([local1, local2, closed].map((g) => g.stop()));
+}
+
+/** The cluster master whose hash slots include `key`'s. */
+async function masterOf(cluster: RedisClusterProcess, key: string): Promise<RedisServerProcess> {
+  const any = cluster.nodeAdmin(cluster.ports[0] as number);
+  const slot = Number(await any.cluster('KEYSLOT', key));
+  const range = (await any.cluster('SLOTS')).find(([from, to]) => slot >= from && slot <= to);
+  const master = range?.[2];
+  if (!master) throw new Error(`no master serves hash slot ${slot}`);
+  return cluster.node(master[1]);
+}
 
 /**
  * Decisions take at most the client's command timeout (1 s) plus the upgrade itself; recovery takes

@@ -139,6 +139,13 @@ export interface RedisClusterProcess {
   ports: number[];
   /** A client to one master (for INFO etc.). */
   nodeAdmin(port: number): Redis;
+  /**
+   * The redis-server of one master, to kill or restart. Its nodes.conf survives a kill, so a
+   * restarted node rejoins the cluster with its hash slots, but empty (nothing is saved).
+   */
+  node(port: number): RedisServerProcess;
+  /** Until every node says `cluster_state:ok` (after a restart, say). */
+  waitUntilOk(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -161,23 +168,29 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterProces
     throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
   }
   // Every node must agree the cluster is up before a client sees a consistent slot map.
-  for (const server of servers) {
-    const admin = server.admin();
-    const deadline = Date.now() + 15_000;
-    while (!(await admin.cluster('INFO')).includes('cluster_state:ok')) {
-      if (Date.now() > deadline) throw new Error('local redis cluster did not reach cluster_state:ok');
-      await new Promise((r) => setTimeout(r, 100));
+  const waitUntilOk = async (timeoutMs = 15_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (const server of servers) {
+      const admin = server.admin();
+      while (!(await admin.cluster('INFO').catch(() => '')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error('local redis cluster did not reach cluster_state:ok');
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-  }
+  };
+  await waitUntilOk();
+  const node = (port: number) => {
+    const server = servers.find((s) => s.port === port);
+    if (!server) throw new Error(`no cluster node on port ${port}`);
+    return server;
+  };
   const [first, ...rest] = servers.map((s) => s.port);
   return {
     url: `redis://127.0.0.1:${first}?cluster=1&nodes=${rest.map((p) => `127.0.0.1:${p}`).join(',')}`,
     ports: servers.map((s) => s.port),
-    nodeAdmin: (port) => {
-      const server = servers.find((s) => s.port === port);
-      if (!server) throw new Error(`no cluster node on port ${port}`);
-      return server.admin();
-    },
+    nodeAdmin: (port) => node(port).admin(),
+    node,
+    waitUntilOk,
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()));
     },
