@@ -1,4 +1,4 @@
-import { context, trace } from '@opentelemetry/api';
+import { context, INVALID_TRACEID, trace } from '@opentelemetry/api';
 import type { AgentHandler, AgentReply, AgentRequest } from './ports.js';
 import { failSpan, startAgentSpan } from './tracing.js';
 
@@ -18,6 +18,8 @@ export async function runAgentHandler(
   emit: (output: AgentOutput) => void,
 ): Promise<void> {
   const span = startAgentSpan(request.agentType, request.trace);
+  // No trace at all (telemetry off): no context to enter, no span to end.
+  if (span.spanContext().traceId === INVALID_TRACEID) return runHandler(handler, request, emit);
   try {
     await context.with(trace.setSpan(context.active(), span), () => runHandler(handler, request, emit));
   } catch (err) {

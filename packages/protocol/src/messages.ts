@@ -16,12 +16,12 @@ export type ParseResult =
 /** Agent types become Redis Stream key parts and metric attributes: keep them tame. */
 const AGENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const MAX_ID_LENGTH = 256;
-const OPTIONAL_STRINGS = ['conversation_id', 'id', 'pillar'] as const;
 
 /**
  * Parses one text frame. Never throws: any input, however hostile, yields a value.
  * When the frame is an object with a usable string `id`, a failure still carries it so the
- * error can name the message it answers.
+ * error can name the message it answers. Runs once per frame: one pass over the known fields,
+ * nothing allocated but the result.
  */
 export function parseClientMessage(text: string): ParseResult {
   let raw: unknown;
@@ -34,28 +34,37 @@ export function parseClientMessage(text: string): ParseResult {
     return { ok: false, reason: 'frame must be a JSON object' };
   }
   const obj = raw as Record<string, unknown>;
-  const id = typeof obj['id'] === 'string' && obj['id'].length <= MAX_ID_LENGTH ? obj['id'] : undefined;
-  const fail = (reason: string): ParseResult => (id === undefined ? { ok: false, reason } : { ok: false, reason, id });
-
   const agentType = obj['agent_type'];
-  if (typeof agentType !== 'string') return fail('agent_type must be a string');
-  if (!AGENT_TYPE.test(agentType)) {
-    return fail('agent_type must be 1-64 characters of letters, digits, _ . : -');
+  const message = obj['message'];
+  const conversationId = obj['conversation_id'];
+  const id = obj['id'];
+  const pillar = obj['pillar'];
+  const reason =
+    typeof agentType !== 'string'
+      ? 'agent_type must be a string'
+      : !AGENT_TYPE.test(agentType)
+        ? 'agent_type must be 1-64 characters of letters, digits, _ . : -'
+        : typeof message !== 'string'
+          ? 'message must be a string'
+          : (optionalStringProblem('conversation_id', conversationId) ??
+            optionalStringProblem('id', id) ??
+            optionalStringProblem('pillar', pillar));
+  if (reason !== undefined) {
+    return typeof id === 'string' && id.length <= MAX_ID_LENGTH ? { ok: false, reason, id } : { ok: false, reason };
   }
-  if (typeof obj['message'] !== 'string') return fail('message must be a string');
-  for (const field of OPTIONAL_STRINGS) {
-    const v = obj[field];
-    if (v !== undefined && v !== null && typeof v !== 'string') return fail(`${field} must be a string`);
-    if (typeof v === 'string' && v.length > MAX_ID_LENGTH) {
-      return fail(`${field} must be at most ${MAX_ID_LENGTH} characters`);
-    }
-  }
-  const value: ClientMessage = { agent_type: agentType, message: obj['message'] };
-  for (const field of OPTIONAL_STRINGS) {
-    const v = obj[field];
-    if (typeof v === 'string') value[field] = v;
-  }
+  const value: ClientMessage = { agent_type: agentType as string, message: message as string };
+  if (typeof conversationId === 'string') value.conversation_id = conversationId;
+  if (typeof id === 'string') value.id = id;
+  if (typeof pillar === 'string') value.pillar = pillar;
   return { ok: true, value };
+}
+
+/** Why an optional string field is unusable; undefined when it is absent, null or fine. */
+function optionalStringProblem(field: string, v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') return `${field} must be a string`;
+  if (v.length > MAX_ID_LENGTH) return `${field} must be at most ${MAX_ID_LENGTH} characters`;
+  return undefined;
 }
 
 /** What a reply frame is about: enough to address it to the client's message. */
@@ -65,19 +74,26 @@ export interface ReplyAddress {
   clientId?: string | undefined;
 }
 
-/** `{"type": "response" | "chunk", ...}`: an agent's reply as the client sees it. */
+/**
+ * `{"type": "response" | "chunk", ...}`: an agent's reply as the client sees it. Written out
+ * field by field (the same text `JSON.stringify` of the object would give, keys in this order):
+ * this runs once per reply.
+ */
 export function replyFrame(
   kind: 'response' | 'chunk',
   to: ReplyAddress,
   message: unknown,
   done?: boolean,
 ): string {
-  const frame: Record<string, unknown> = { type: kind, agent_type: to.agentType };
-  if (to.conversationId !== undefined) frame['conversation_id'] = to.conversationId;
-  frame['in_reply_to'] = to.clientId ?? null;
-  frame['message'] = message;
-  if (kind === 'chunk') frame['done'] = done === true;
-  return JSON.stringify(frame);
+  let frame = (kind === 'chunk' ? '{"type":"chunk","agent_type":' : '{"type":"response","agent_type":') + JSON.stringify(to.agentType);
+  if (to.conversationId !== undefined) frame += ',"conversation_id":' + JSON.stringify(to.conversationId);
+  frame += to.clientId === undefined ? ',"in_reply_to":null' : ',"in_reply_to":' + JSON.stringify(to.clientId);
+  // Like JSON.stringify of an object: a value with no JSON form (undefined, a function) is left out.
+  const body: string | undefined = JSON.stringify(message);
+  if (body !== undefined) frame += ',"message":' + body;
+  if (kind === 'chunk') frame += done === true ? ',"done":true}' : ',"done":false}';
+  else frame += '}';
+  return frame;
 }
 
 /** `{"type": "error", ...}`: the one frame for every failed outcome of a message. */

@@ -77,6 +77,31 @@ describe('frames', () => {
     expect(JSON.parse(replyFrame('chunk', to, 'llo', true))).toMatchObject({ type: 'chunk', done: true });
   });
 
+  it('writes reply frames exactly as JSON.stringify of the frame object would', () => {
+    const reference = (kind: 'response' | 'chunk', to: { agentType: string; conversationId?: string; clientId?: string }, message: unknown, done?: boolean) => {
+      const frame: Record<string, unknown> = { type: kind, agent_type: to.agentType };
+      if (to.conversationId !== undefined) frame['conversation_id'] = to.conversationId;
+      frame['in_reply_to'] = to.clientId ?? null;
+      frame['message'] = message;
+      if (kind === 'chunk') frame['done'] = done === true;
+      return JSON.stringify(frame);
+    };
+    const addresses = [
+      { agentType: 'echo' },
+      { agentType: 'a.b:c-d_e', conversationId: 'c "quoted" \\ \n', clientId: 'id-\u2028-é-😀' },
+      { agentType: 'echo', clientId: '' },
+    ];
+    const messages: unknown[] = ['', 'Hello', 'line\nbreak "q" \u0000', 0, -1.5, true, null, undefined, [1, 'x', null], { nested: { a: [1, 2] }, s: 'ü' }];
+    for (const to of addresses) {
+      for (const message of messages) {
+        expect(replyFrame('response', to, message)).toBe(reference('response', to, message));
+        for (const done of [true, false, undefined]) {
+          expect(replyFrame('chunk', to, message, done)).toBe(reference('chunk', to, message, done));
+        }
+      }
+    }
+  });
+
   it('omits conversation_id when the client gave none', () => {
     expect(JSON.parse(replyFrame('response', { agentType: 'echo' }, 'x'))).not.toHaveProperty('conversation_id');
   });
