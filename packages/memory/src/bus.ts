@@ -13,6 +13,13 @@ export interface MemoryBusOptions {
   maxInFlightPerType: number;
 }
 
+/** One settled promise for every accepted request: publishing allocates nothing when it succeeds. */
+const ACCEPTED: Promise<PublishResult> = Promise.resolve(Object.freeze({ accepted: true as const }));
+
+function refused(code: 'unavailable' | 'agent_unavailable', message: string): Promise<PublishResult> {
+  return Promise.resolve({ accepted: false, code, message });
+}
+
 /**
  * The in-process agent bus of embedded mode: requests go to handlers registered in this process,
  * replies come back through the same callback the Redis bus uses, so core cannot tell them apart.
@@ -36,32 +43,22 @@ export class MemoryAgentBus implements AgentBus {
     this.replyHandlers.push(handler);
   }
 
-  async publish(request: AgentRequest): Promise<PublishResult> {
-    if (this.closed) return { accepted: false, code: 'unavailable', message: 'agent bus is closed' };
+  publish(request: AgentRequest): Promise<PublishResult> {
+    if (this.closed) return refused('unavailable', 'agent bus is closed');
     const handler = this.handlers.get(request.agentType);
-    if (!handler) {
-      return {
-        accepted: false,
-        code: 'agent_unavailable',
-        message: `no agent serves agent_type ${request.agentType}`,
-      };
-    }
+    if (!handler) return refused('agent_unavailable', `no agent serves agent_type ${request.agentType}`);
     const busy = this.inFlight.get(request.agentType) ?? 0;
     if (busy >= this.options.maxInFlightPerType) {
-      return { accepted: false, code: 'unavailable', message: `agent ${request.agentType} is overloaded` };
+      return refused('unavailable', `agent ${request.agentType} is overloaded`);
     }
     this.inFlight.set(request.agentType, busy + 1);
     // Runs after the caller has registered the request, like a reply from a remote worker would.
-    queueMicrotask(() => {
-      void this.run(handler, request).finally(() => {
-        this.inFlight.set(request.agentType, (this.inFlight.get(request.agentType) ?? 1) - 1);
-      });
-    });
-    return { accepted: true };
+    queueMicrotask(() => void this.run(handler, request));
+    return ACCEPTED;
   }
 
   private async run(handler: AgentHandler, request: AgentRequest): Promise<void> {
-    const { requestId, connectionId } = request;
+    const { requestId, connectionId, agentType } = request;
     try {
       // A fixed-shape literal per reply: this runs once per message.
       await runAgentHandler(handler, request, (output) =>
@@ -69,7 +66,9 @@ export class MemoryAgentBus implements AgentBus {
       );
     } catch (err) {
       // The request then times out with agent_timeout, as it would with a remote worker.
-      this.log.error({ err, agent_type: request.agentType, request_id: request.requestId }, 'agent failed');
+      this.log.error({ err, agent_type: agentType, request_id: requestId }, 'agent failed');
+    } finally {
+      this.inFlight.set(agentType, (this.inFlight.get(agentType) ?? 1) - 1);
     }
   }
 

@@ -117,14 +117,13 @@ export class FailoverRateLimiter implements MessageRateLimiter {
     private readonly metrics: GatewayMetrics,
   ) {}
 
-  async consume(userId: string): Promise<RateDecision> {
-    if (!this.health.isDown()) {
-      try {
-        return await this.redis.consume(userId);
-      } catch {
-        // Reported to health by the limiter; decide without Redis below.
-      }
-    }
+  consume(userId: string): Promise<RateDecision> {
+    // A failed call was reported to health by the limiter; it is then decided without Redis.
+    if (!this.health.isDown()) return this.redis.consume(userId).catch(() => this.withoutRedis(userId));
+    return this.withoutRedis(userId);
+  }
+
+  private async withoutRedis(userId: string): Promise<RateDecision> {
     if (this.mode === 'closed') {
       this.metrics.fallbackDecision('rates', 'refused');
       throw new LimitsUnavailableError('message limits unavailable: redis does not answer');
