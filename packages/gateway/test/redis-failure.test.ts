@@ -14,7 +14,9 @@ import {
   type RedisClusterProcess,
   type RedisServerProcess,
 } from '@wsgw/testkit';
+import { redisKeys } from '@wsgw/redis';
 import { eventually } from './redis-support.js';
+import { devUserId } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
@@ -116,7 +118,8 @@ describe('limits while a Redis Cluster is unavailable', () => {
         await Promise.all(nodes().map((n) => n.admin().client('PAUSE', 10_000, 'ALL')));
       },
       end: async () => {
-        await eventually(async () => (await Promise.all(nodes().map(fetchPing))).every((p) => p === 'PONG'), 8000, 'pause over');
+        const over = async () => (await Promise.all(nodes().map(fetchPing))).every((p) => p === 'PONG');
+        await eventually(over, 8000, 'pause over');
       },
     },
     'stopped and restarted empty': {
@@ -156,6 +159,89 @@ describe('limits while a Redis Cluster is unavailable', () => {
     it(`Cluster ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, () =>
       outageScenario(name, target, outage));
   }
+
+  it('Cluster master serving only rate shards killed: decisions stay bounded before and after the cluster goes down, then back', async () => {
+    const survivor = await masterOf(cluster, '{slots}');
+    const victim = nodes().find((n) => n !== survivor) as RedisServerProcess;
+    const localPrefix = uniquePrefix('fail-local-rate-master');
+    // Users whose message windows live on the victim, and users whose windows live elsewhere.
+    const keys = redisKeys(localPrefix, { rateShards: 16 });
+    const tokens: string[] = [];
+    let onVictim = 0;
+    for (let i = 0; tokens.length < 4; i++) {
+      const token = `r${i}`;
+      const hit = (await masterOf(cluster, `{rate:${keys.rateShardOf(devUserId(token))}}`)) === victim;
+      if ((hit && onVictim < 2) || (!hit && tokens.length - onVictim < 2)) {
+        tokens.push(token);
+        if (hit) onVictim++;
+      }
+    }
+    const env = (prefix: string, mode: string) => ({
+      REDIS_URL: cluster.url,
+      REDIS_KEY_PREFIX: prefix,
+      WEBSOCKET_LIMITS_FAILURE_MODE: mode,
+      // Not what this test is about: one message per user per round stays well under it.
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '20',
+      WEBSOCKET_LEASE_SECONDS: '3',
+    });
+    const [local, closed] = await Promise.all([
+      spawnGateway(env(localPrefix, 'local')),
+      spawnGateway(env(uniquePrefix('fail-closed-rate-master'), 'closed')),
+    ]);
+    started.push(local, closed);
+    const sockets = await Promise.all(tokens.map((t) => open(local.wsUrl(t))));
+    const onClosed = await open(closed.wsUrl('c'));
+
+    await victim.kill();
+    // Until the survivors call the cluster down (cluster-node-timeout, 2 s) some hash slots answer
+    // and some do not; after it, none do. Every decision stays bounded either way.
+    let down = false;
+    for (let round = 0, after = 0; after < 2; round++) {
+      expect(round).toBeLessThan(40);
+      const answers = await timed(() =>
+        Promise.all(
+          [...sockets, onClosed].map(async (c, i) => {
+            c.send({ id: `m${round}-${i}` });
+            return String((await c.next(BOUND_MS))['code']);
+          }),
+        ),
+      );
+      expect(answers.ms).toBeLessThan(BOUND_MS);
+      // local: decided in Redis or in memory, allowed either way; closed: allowed or `unavailable`.
+      expect(answers.value.slice(0, -1)).toEqual(tokens.map(() => 'invalid_message'));
+      expect(['invalid_message', 'unavailable']).toContain(answers.value[answers.value.length - 1]);
+      const upgrade = await timed(() => connect(closed.wsUrl('c')));
+      expect(upgrade.ms).toBeLessThan(BOUND_MS);
+      if (upgrade.value.opened) await upgrade.value.client.close();
+      else expect(upgrade.value.rejected).toMatchObject({ status: 503, body: { error: 'unavailable' } });
+      if (down) {
+        expect(upgrade.value.opened).toBe(false);
+        after++;
+      }
+      down ||= (await survivor.admin().cluster('INFO')).includes('cluster_state:fail');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await readyStatus(local)).toBe(200);
+    await eventually(async () => (await readyStatus(closed)) === 503, 8000, 'closed mode not ready');
+
+    await victim.restart();
+    await cluster.waitUntilOk(15_000);
+    await eventually(
+      async () => [local, closed].every((gw) => lastHealth(gw) !== 'down') && (await readyStatus(closed)) === 200,
+      RECOVERY_MS,
+      'every replica back on redis',
+    );
+    // The master of the slot sets kept its data; with the restore, they hold exactly the open sockets.
+    await eventually(async () => (await target.slotCount(keys.slotsAll())) === sockets.length, 5000, 'slots == sockets');
+    const again = await connect(closed.wsUrl('c'));
+    expect(again.opened).toBe(true);
+    for (const gw of [local, closed]) {
+      expect(gw.logs().some((l) => l['msg'] === 'unhandled rejection')).toBe(false);
+      expect(gw.stderr()).toBe('');
+    }
+    for (const c of [...sockets, onClosed, ...(again.opened ? [again.client] : [])]) await c.close();
+    await Promise.all([local, closed].map((g) => g.stop()));
+  });
 });
 
 /**
