@@ -1,6 +1,6 @@
-import { context, INVALID_TRACEID, trace } from '@opentelemetry/api';
+import { context, INVALID_TRACEID } from '@opentelemetry/api';
 import type { AgentHandler, AgentReply, AgentRequest } from './ports.js';
-import { failSpan, startAgentSpan } from './tracing.js';
+import { agentContext, failSpan, startAgentSpan } from './tracing.js';
 
 /** One reply as a handler produced it, before it is addressed to a request. */
 export type AgentOutput = Pick<AgentReply, 'kind' | 'message' | 'done'>;
@@ -21,7 +21,7 @@ export async function runAgentHandler(
   // No trace at all (telemetry off): no context to enter, no span to end.
   if (span.spanContext().traceId === INVALID_TRACEID) return runHandler(handler, request, emit);
   try {
-    await context.with(trace.setSpan(context.active(), span), () => runHandler(handler, request, emit));
+    await context.with(agentContext(span), () => runHandler(handler, request, emit));
   } catch (err) {
     failSpan(span, err);
     throw err;

@@ -75,8 +75,19 @@ export class QuietTrace {
       valid ? { ...upgrade, traceFlags: TraceFlags.NONE } : INVALID_SPAN_CONTEXT,
     );
     this.carrier = valid ? traceCarrier(this.span) : undefined;
-    if (this.carrier) quietCarriers.set(this.carrier, this.span);
+    if (this.carrier) {
+      quietCarriers.set(this.carrier, this.span);
+      quietContexts.set(this.span, trace.setSpan(ROOT_CONTEXT, this.span));
+    }
   }
+}
+
+/** The context an in-process agent runs a QuietTrace's requests in: built once per connection. */
+const quietContexts = new WeakMap<Span, Context>();
+
+/** The context to run an agent handler in, under `span` (from startAgentSpan). */
+export function agentContext(span: Span): Context {
+  return quietContexts.get(span) ?? trace.setSpan(context.active(), span);
 }
 
 /**
