@@ -192,6 +192,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
     const sockets = await Promise.all(tokens.map((t) => open(local.wsUrl(t))));
     const onClosed = await open(closed.wsUrl('c'));
 
+    const logsBefore = [local, closed].map((gw) => gw.logs().length);
     await victim.kill();
     // Until the survivors call the cluster down (cluster-node-timeout, 2 s) some hash slots answer
     // and some do not; after it, none do. Every decision stays bounded either way.
@@ -223,6 +224,17 @@ describe('limits while a Redis Cluster is unavailable', () => {
     }
     expect(await readyStatus(local)).toBe(200);
     await eventually(async () => (await readyStatus(closed)) === 503, 8000, 'closed mode not ready');
+    // One verdict per outage: once a replica saw Redis down it stays down until the master is back
+    // (a PING to one live master is no proof the lost hash slots answer).
+    [local, closed].forEach((gw, i) => {
+      const verdicts = gw
+        .logs()
+        .slice(logsBefore[i])
+        .map((l) => String(l['msg']))
+        .filter((m) => m.startsWith('redis unreachable') || m === 'redis answers again: shared limits apply');
+      expect(verdicts.length, `${i === 0 ? 'local' : 'closed'} replica: ${verdicts.join(' | ')}`).toBe(1);
+      expect(verdicts[0]).toMatch(/^redis unreachable/);
+    });
 
     await victim.restart();
     await cluster.waitUntilOk(15_000);

@@ -1,3 +1,4 @@
+import { Cluster, type Redis } from 'ioredis';
 import type { Logger } from '@wsgw/core';
 import type { RedisClient } from '../client.js';
 
@@ -39,7 +40,7 @@ export class RedisHealth {
     client.on('error', (err: Error) => this.log.debug({ err: { message: err.message } }, 'redis client error'));
     client.on('ready', () => this.probeSoon(0));
     this.watch = setInterval(() => {
-      if (this.current === 'up') this.client.ping().catch((err: unknown) => this.failed(err));
+      if (this.current === 'up') this.answers().catch((err: unknown) => this.failed(err));
     }, options.watchIntervalMs ?? 1000);
     this.watch.unref();
   }
@@ -100,7 +101,7 @@ export class RedisHealth {
     if (this.current === 'down' || this.closed) return Promise.resolve(false);
     this.confirming ??= (async () => {
       try {
-        await this.client.ping();
+        await this.answers();
         return true;
       } catch (err) {
         if (this.current === 'up' && !this.closed) {
@@ -137,17 +138,50 @@ export class RedisHealth {
   private async runProbe(): Promise<void> {
     this.probing = true;
     try {
-      await this.client.ping();
+      await this.answers();
       for (const hook of this.recoverHooks) await hook();
       if (this.closed) return;
       this.current = 'up';
       this.log.info({}, 'redis answers again: shared limits apply');
-    } catch {
+    } catch (err) {
       // Still down; try again later.
+      this.log.debug({ err: { message: (err as Error)?.message } }, 'redis probe: not yet');
     } finally {
       this.probing = false;
     }
     if (this.current === 'down') this.probeSoon(this.probeIntervalMs);
+  }
+
+  /**
+   * Resolves when Redis answers: one PING; on a Cluster, every hash slot has a master this client
+   * is connected to, and each of those masters answers a PING. A PING to any one node is not
+   * enough there: with a master gone, the others still answer while the slots it served do not,
+   * and the verdict would flap between `up` (probe) and `down` (the next call to a lost slot) for
+   * as long as the master is away.
+   */
+  private async answers(): Promise<void> {
+    const { client } = this;
+    if (!(client instanceof Cluster)) {
+      await client.ping();
+      return;
+    }
+    const ranges = (await client.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
+    const connected = new Map(client.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]));
+    const owners = new Set<Redis>();
+    let covered = 0;
+    for (const [from, to, [host, port]] of ranges) {
+      const owner = connected.get(`${host}:${port}`);
+      if (!owner) {
+        // Back after an outage, perhaps, but not in this client's node list until its slot map is
+        // refreshed (ioredis does so every 5 s on its own); ask for it now, the next probe sees it.
+        client.refreshSlotsCache();
+        throw new Error(`Redis Cluster master ${host}:${port} is not connected`);
+      }
+      owners.add(owner);
+      covered += to - from + 1;
+    }
+    if (covered < CLUSTER_SLOTS) throw new Error(`Redis Cluster covers ${covered} of ${CLUSTER_SLOTS} hash slots`);
+    await Promise.all([...owners].map((node) => node.ping()));
   }
 
   close(): void {
@@ -157,6 +191,8 @@ export class RedisHealth {
     this.probe = undefined;
   }
 }
+
+const CLUSTER_SLOTS = 16_384;
 
 export function isTimeout(err: unknown): boolean {
   // ioredis' commandTimeout rejects with exactly this message.
