@@ -10,6 +10,7 @@ import {
   RedisHealth,
   redisKeys,
   RedisRateLimiter,
+  RedisTooSlowError,
   type RedisClient,
 } from '@wsgw/redis';
 import { findRedis, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
@@ -186,6 +187,69 @@ describe('FailoverRateLimiter with Redis unreachable', () => {
     await expect(closed.consume('u')).rejects.toBeInstanceOf(LimitsUnavailableError);
     expect(Date.now() - started).toBeLessThan(500);
     expect(decisions).toEqual(['rates:local_allowed', 'rates:local_allowed', 'rates:local_denied', 'rates:refused']);
+  });
+});
+
+describe('limits while this process is too starved to read script replies in time', () => {
+  it('refuses (unavailable) instead of guessing from memory, in local mode too, and decides in Redis again after', async () => {
+    const c = await client();
+    const health = new RedisHealth(c, quiet);
+    const prefix = uniquePrefix('starved');
+    const keys = redisKeys(prefix);
+    const decisions: string[] = [];
+    const metrics = { ...noopMetrics, fallbackDecision: (store: string, d: string) => void decisions.push(`${store}:${d}`) };
+    const redisLeasesOnly = new RedisConnectionLeases(c, health, quiet, { keys, maxPerUser: 2, maxGlobal: 10, leaseMs: 30_000 });
+    const leases = new FailoverConnectionLeases(redisLeasesOnly, new MemoryConnectionLeases({ maxPerUser: 2, maxGlobal: 10 }), health, 'local', metrics, quiet);
+    const rates = new FailoverRateLimiter(
+      new RedisRateLimiter(c, health, { keys, perSecond: 5, perMinute: 8 }),
+      new MemoryRateLimiter({ perSecond: 5, perMinute: 8 }),
+      health,
+      'local',
+      metrics,
+    );
+    closers.push(async () => {
+      await leases.close();
+      await rates.close();
+      health.close();
+    });
+    // Another replica holds one of the user's two slots; this replica's memory cannot see it.
+    const until = Date.now() + 60_000;
+    await c.zadd(keys.slotsAll(), until, 'elsewhere');
+    await c.zadd(keys.slotsOfUser('u'), until, 'elsewhere');
+
+    // A starved event loop: right after each script call is written, the process does not run for
+    // 1.2 s, so the call's 1 s timeout fires before its reply is read (timers run before I/O). A
+    // PING in between gets through: Redis answers, this process is the slow one.
+    let starve = 0; // script calls still to starve
+    const stream = c.stream as unknown as { write: (...args: unknown[]) => boolean };
+    const write = stream.write.bind(stream);
+    stream.write = (...args: unknown[]) => {
+      const written = write(...args);
+      if (starve > 0 && /\r\neval(sha)?\r\n/i.test(String(args[0]))) {
+        starve--;
+        const end = Date.now() + 1200;
+        while (Date.now() < end) {
+          // not running
+        }
+      }
+      return written;
+    };
+    // The decision is asked twice (the second time after the PING); both calls starve.
+    starve = 2;
+    const slot = await leases.acquire('here-1', 'u');
+    starve = 2;
+    const message = await rates.consume('u').catch((err: unknown) => err);
+    expect(slot).toMatchObject({ granted: false, reason: 'unavailable' });
+    expect(message).toBeInstanceOf(RedisTooSlowError);
+    expect(health.isDown()).toBe(false);
+    expect(decisions).toEqual(['leases:refused', 'rates:refused']);
+
+    // Redis did run the timed-out acquire; the refusal gave that slot back by id.
+    await waitFor(async () => (await c.zscore(keys.slotsAll(), 'here-1')) === null);
+    // Exact shared decisions again: one more slot for the user, then its limit.
+    expect(await leases.acquire('here-2', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('here-3', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
+    expect(await rates.consume('u')).toEqual({ allowed: true });
   });
 });
 

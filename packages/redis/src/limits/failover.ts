@@ -21,6 +21,16 @@ export class LimitsUnavailableError extends SharedStateUnavailableError {
 }
 
 /**
+ * Redis answers (a PING got through) but not a limit decision, even asked twice: this process or
+ * Redis is overloaded, not unreachable. Such a decision is refused (`unavailable`, retryable) in
+ * both failure modes: a per-replica guess while every other replica still decides in Redis would
+ * let a user past the shared limits (seen as 3 slots for a limit of 2 on a starved machine).
+ */
+export class RedisTooSlowError extends SharedStateUnavailableError {
+  override readonly name = 'RedisTooSlowError';
+}
+
+/**
  * Connection slots in Redis, with the failure mode applied: while Redis is down (or a call to it
  * fails) `local` decides with the same limits in this replica's memory and keeps the slot for
  * the restore; `closed` refuses. The memory twin mirrors every slot this replica holds, so its
@@ -41,6 +51,13 @@ export class FailoverConnectionLeases implements ConnectionLeases {
       try {
         return await this.acquireInRedis(connectionId, userId);
       } catch (err) {
+        if (err instanceof RedisTooSlowError) {
+          this.log.warn({ connection_id: connectionId }, 'slot decision refused: redis answers, but too slowly');
+          this.metrics.fallbackDecision('leases', 'refused');
+          // The calls may have taken the slot before their replies were lost: give it back by id.
+          await this.redis.release(connectionId, userId);
+          return { granted: false, reason: 'unavailable', retryAfterMs: 1000 };
+        }
         this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
         const decision = this.fallback(connectionId, userId);
         // The failed call may have taken the slot before its reply was lost: give it back (by id,
@@ -63,7 +80,12 @@ export class FailoverConnectionLeases implements ConnectionLeases {
       decision = await this.redis.acquire(connectionId, userId);
     } catch (err) {
       if (!isTimeout(err) || !(await this.health.verify())) throw err;
-      decision = await this.redis.acquire(connectionId, userId);
+      try {
+        decision = await this.redis.acquire(connectionId, userId);
+      } catch (again) {
+        if (isTimeout(again) && !this.health.isDown()) throw new RedisTooSlowError('slot decision timed out twice while redis answers');
+        throw again;
+      }
     }
     // Redis granted within the shared limits; the mirror only counts it.
     if (decision.granted) this.local.acquireNow(connectionId, userId);
@@ -118,8 +140,17 @@ export class FailoverRateLimiter implements MessageRateLimiter {
   ) {}
 
   consume(userId: string): Promise<RateDecision> {
-    // A failed call was reported to health by the limiter; it is then decided without Redis.
-    if (!this.health.isDown()) return this.redis.consume(userId).catch(() => this.withoutRedis(userId));
+    // A failed call was reported to health by the limiter; it is then decided without Redis,
+    // unless Redis still answers (the limiter asked again after a PING, and timed out again).
+    if (!this.health.isDown()) return this.redis.consume(userId).catch((err: unknown) => this.afterFailure(userId, err));
+    return this.withoutRedis(userId);
+  }
+
+  private afterFailure(userId: string, err: unknown): Promise<RateDecision> {
+    if (isTimeout(err) && !this.health.isDown()) {
+      this.metrics.fallbackDecision('rates', 'refused');
+      return Promise.reject(new RedisTooSlowError('message limit decision timed out twice while redis answers'));
+    }
     return this.withoutRedis(userId);
   }
 
