@@ -42,8 +42,15 @@ export class Lifecycle {
     this.unavailableChecks.push(check);
   }
 
+  /**
+   * True while upgrades must be refused with `unavailable`: until the stores are ready (the first
+   * Redis connection attempt has finished) and whenever a check says so. A replica restarted on the
+   * same address can get upgrades before its readiness probe is even asked (a load balancer that
+   * never saw it go down); deciding those from memory before Redis is connected let a user past
+   * the shared connection limit in the rolling-restart test.
+   */
   isUnavailable(): boolean {
-    return this.unavailableChecks.some((check) => check());
+    return this.phase === 'starting' || this.unavailableChecks.some((check) => check());
   }
 
   isReady(): boolean {
