@@ -11,11 +11,6 @@ export class Connection {
   readonly origin: string | undefined;
   readonly tokenHash: string;
   readonly openedAt: number;
-  /**
-   * Whether this connection's messages are traced, each as its own `ws.message` trace linked to
-   * the upgrade: decided once, by whether the upgrade's span was sampled (docs/OBSERVABILITY.md).
-   */
-  readonly traced: boolean;
   /** Links every message span to the upgrade span (computed once; only for traced connections). */
   readonly traceLinks: Link[] | undefined;
   closed = false;
@@ -38,9 +33,17 @@ export class Connection {
     this.origin = ticket.origin;
     this.tokenHash = ticket.tokenHash;
     this.openedAt = now;
-    this.traced = isSampled(ticket.traceContext);
-    this.traceLinks = this.traced ? linkTo(ticket.traceContext) : undefined;
-    this.upgradeTrace = this.traced ? undefined : ticket.traceContext;
+    const traced = isSampled(ticket.traceContext);
+    this.traceLinks = traced ? linkTo(ticket.traceContext) : undefined;
+    this.upgradeTrace = traced ? undefined : ticket.traceContext;
+  }
+
+  /**
+   * Whether this connection's messages are traced, each as its own `ws.message` trace linked to
+   * the upgrade: decided once, by whether the upgrade's span was sampled (docs/OBSERVABILITY.md).
+   */
+  get traced(): boolean {
+    return this.traceLinks !== undefined;
   }
 
   /** What the messages of an untraced connection run under (see QuietTrace); built on first use. */
