@@ -25,6 +25,7 @@ import {
   monitorSample,
   redisUsedMemory,
   rssBytes,
+  socketCount,
   spawnOwned,
   startRedis,
   stopProcess,
@@ -53,7 +54,7 @@ const plan = {
   throughput: { conns: Number(args.conns ?? (quick ? 20 : 100)), inflight: Number(args.inflight ?? 8) },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
-  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5 },
+  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5, settleMaxS: quick ? 3 : 15 },
   // One user far over 10/s; the per-minute limit is huge only so that the socket is not closed
   // with 1008 for its many denials (CONTRACT §5) while we count what the denials cost.
   limited: { conns: 1, inflight: 8, perSecond: 10, perMinute: 1_000_000_000 },
@@ -257,7 +258,7 @@ function workDirFor(name) {
 }
 
 function summary(name, r) {
-  if (name === 'idle') return `${r.conns} sockets, ${fmt(r.bytesPerConn)} B/socket`;
+  if (name === 'idle') return `${r.conns} sockets, ${fmt(r.bytesPerConn)} B/socket first burst, ${fmt(r.warmBytesPerConn)} B/socket warm (reopen ${fmt(r.reopenBytesPerConn)})`;
   if (name === 'storm') return `${fmt(r.upgradesPerSec)} upgrades/s`;
   return `${fmt(r.msgsPerSec)} msgs/s, p50 ${fmt(r.p50Ms, 3)} ms, p99 ${fmt(r.p99Ms, 3)} ms${
     Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : ''
@@ -510,36 +511,54 @@ async function runStorm(server, target, spec) {
 }
 
 /**
- * RSS delta / N after opening N idle sockets on a fresh server (the figure the targets use), and
- * the marginal cost per socket between N/2 and N, which leaves out one-off growth (heap pages,
- * descriptor tables) that a small N would smear over few sockets.
+ * Idle memory as RSS delta / N. First burst: N idle sockets opened on a fresh server (and the
+ * marginal cost between N/2 and N); on a fresh process this includes one-off growth that the
+ * first burst pays for, chiefly V8's young generation touching its second semi-space
+ * (docs/BENCHMARKS.md, "Memory per idle socket"). Then those sockets are closed and the server
+ * left to settle (its socket count back to where it started and its RSS steady, bounded wait).
+ * Reopen: N new sockets; they land in memory the first burst freed (malloc's free lists, V8
+ * pages), so RSS barely moves, for bare uWS not at all: no figure to divide by. Warm: N more on
+ * top of those, past the first burst's high-water mark, on a process whose heap has grown once:
+ * what each further connection costs a running replica. The target uses the warm figure.
  */
 async function runIdle(server, target, spec) {
+  const { pid } = server.child;
   await sleep(300);
-  const rssBefore = rssBytes(server.child.pid);
+  const socketsBefore = socketCount(pid);
+  const rssBefore = rssBytes(pid);
   const redisBefore = target.redis ? await redisUsedMemory(target.redis.port) : 0;
   const half = Math.floor(spec.conns / 2);
   const t0 = performance.now();
   let active = await prepare(split(half).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}a` })));
   await sleep(spec.settleS * 1000);
-  const rssHalf = rssBytes(server.child.pid);
+  const rssHalf = rssBytes(pid);
   const openedHalf = active.reduce((n, w) => n + w.lastReady.opened, 0);
   const t1 = performance.now();
-  active = await prepare(
-    split(spec.conns - half).map((conns, i) =>
-      conns === 0 && !active.includes(workers[i]) ? null : { ...spec, conns, append: true, tokenPrefix: `${spec.tag}-w${i}b` },
-    ),
-  );
+  active = await openMoreIdle(spec, active, spec.conns - half, 'b');
   const connectS = (performance.now() - t1 + (t1 - t0)) / 1000 - spec.settleS;
   const opened = active.reduce((n, w) => n + w.lastReady.opened, 0);
   await sleep(spec.settleS * 1000);
-  const rssAfter = rssBytes(server.child.pid);
+  const rssAfter = rssBytes(pid);
   const redisAfter = target.redis ? await redisUsedMemory(target.redis.port) : 0;
-  const failures = active.map((w) => w.lastReady.failures).filter((f) => Object.keys(f).length > 0);
-  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
-  await Promise.all(active.map((w) => w.waitFor('done', 60_000)));
-  const merged = mergeStats(stats);
-  if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(failures)}`);
+  const first = await closeIdle(active);
+  if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(first.failures)}`);
+
+  const settled = await settle(pid, socketsBefore, spec.settleMaxS);
+  const rssClosed = rssBytes(pid);
+  active = await prepare(split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}c` })));
+  const reopened = active.reduce((n, w) => n + w.lastReady.opened, 0);
+  await sleep(spec.settleS * 1000);
+  const rssReopen = rssBytes(pid);
+  const t2 = performance.now();
+  active = await openMoreIdle(spec, active, spec.conns, 'd');
+  const warmConnectS = (performance.now() - t2) / 1000;
+  const warmOpened = active.reduce((n, w) => n + w.lastReady.opened, 0) - reopened;
+  await sleep(spec.settleS * 1000);
+  const rssWarm = rssBytes(pid);
+  const again = await closeIdle(active);
+  if (reopened < spec.conns || warmOpened < spec.conns) {
+    throw new Error(`only ${reopened} + ${warmOpened} of ${spec.conns} + ${spec.conns} idle sockets opened after the first burst: ${JSON.stringify(again.failures)}`);
+  }
   return {
     conns: opened,
     rssBeforeMiB: round(rssBefore / 2 ** 20, 1),
@@ -548,8 +567,54 @@ async function runIdle(server, target, spec) {
     marginalBytesPerConn: opened > openedHalf ? round((rssAfter - rssHalf) / (opened - openedHalf), 0) : null,
     redisBytesPerConn: target.redis ? round((redisAfter - redisBefore) / opened, 0) : null,
     connectS: round(connectS, 2),
-    closedWhileIdle: merged.closes,
+    // After the first burst closed: how long the server took to settle (false: the wait ran out).
+    settleS: round(settled.seconds, 2),
+    settled: settled.steady,
+    rssClosedMiB: round(rssClosed / 2 ** 20, 1),
+    rssReopenMiB: round(rssReopen / 2 ** 20, 1),
+    reopenBytesPerConn: round((rssReopen - rssClosed) / reopened, 0),
+    rssWarmMiB: round(rssWarm / 2 ** 20, 1),
+    warmBytesPerConn: round((rssWarm - rssReopen) / warmOpened, 0),
+    warmConnectS: round(warmConnectS, 2),
+    closedWhileIdle: mergeStats([...first.stats, ...again.stats]).closes,
   };
+}
+
+/** Opens `n` more idle sockets on top of those the workers in `active` hold. */
+function openMoreIdle(spec, active, n, tag) {
+  return prepare(
+    split(n).map((conns, i) =>
+      conns === 0 && !active.includes(workers[i]) ? null : { ...spec, conns, append: true, tokenPrefix: `${spec.tag}-w${i}${tag}` },
+    ),
+  );
+}
+
+/** Ends an idle burst: the workers' stats, then their sockets closed. */
+async function closeIdle(active) {
+  const failures = active.map((w) => w.lastReady.failures).filter((f) => Object.keys(f).length > 0);
+  const stats = await Promise.all(active.map((w) => w.request({ cmd: 'stop' }, 'stats', 30_000)));
+  await Promise.all(active.map((w) => w.waitFor('done', 60_000)));
+  return { stats, failures };
+}
+
+/**
+ * Waits until the server holds no more sockets than `sockets` and its RSS moved less than
+ * STEADY_BYTES over two consecutive 250 ms samples, or `maxS` ran out.
+ */
+async function settle(pid, sockets, maxS) {
+  const STEADY_BYTES = 64 * 1024;
+  const t0 = performance.now();
+  let last = rssBytes(pid);
+  let steadySamples = 0;
+  while (performance.now() - t0 < maxS * 1000) {
+    await sleep(250);
+    const rss = rssBytes(pid);
+    const quiet = socketCount(pid) <= sockets && Math.abs(rss - last) < STEADY_BYTES;
+    steadySamples = quiet ? steadySamples + 1 : 0;
+    last = rss;
+    if (steadySamples >= 2) return { seconds: (performance.now() - t0) / 1000, steady: true };
+  }
+  return { seconds: (performance.now() - t0) / 1000, steady: false };
 }
 
 // --- profiling -------------------------------------------------------------------------------

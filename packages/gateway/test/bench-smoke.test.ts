@@ -66,7 +66,12 @@ describe('benchmark smoke run (--quick)', () => {
           expect(s['errors']).toEqual({});
         }
         if (name === 'storm') expect(s['upgradesPerSec'] as number, key).toBeGreaterThan(0);
-        if (name === 'idle') expect(s['conns']).toBe(40);
+        if (name === 'idle') {
+          expect(s['conns']).toBe(40);
+          // First burst on a fresh process, and warm: past its high-water mark once it was closed.
+          for (const k of ['bytesPerConn', 'reopenBytesPerConn', 'warmBytesPerConn', 'settleS']) expect(s[k], `${key}/idle ${k}`).toEqual(expect.any(Number));
+          expect(s['settled']).toEqual(expect.any(Boolean));
+        }
         if (name === 'limited') expect(s['rateLimited'] as number).toBeGreaterThan(0);
       }
       // Stopped by PID at the end of its target.

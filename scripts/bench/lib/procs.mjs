@@ -1,6 +1,6 @@
 // Child processes the bench owns, and what /proc says about them.
 import { spawn, execFile } from 'node:child_process';
-import { readFileSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import os from 'node:os';
@@ -83,6 +83,19 @@ export function cpuSeconds(pid) {
 export function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Open sockets of a process (its descriptors that are sockets: TCP, Unix), from /proc. */
+export function socketCount(pid) {
+  let n = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      // Closed between the listing and the read.
+    }
+  }
+  return n;
 }
 
 /** Machine-wide busy and total jiffies, to tell how loaded the box was during a window. */
