@@ -21,6 +21,8 @@ import type {
   ConnectionLeases,
   Logger,
   MessageRateLimiter,
+  PublishResult,
+  RateDecision,
 } from './ports.js';
 import { failSpan, SpanAttr, SpanNames, startServerSpan, traceCarrier, traceLogFields } from './tracing.js';
 
@@ -81,8 +83,12 @@ export class ConnectionHub {
    * A frame arrived. `text` is null for a binary frame. On a traced connection each frame gets a
    * `ws.message` span (a new trace, linked to the upgrade's); it ends with the frame's outcome, or
    * with the agent's last reply. Frames of other connections start no span (Connection.quiet).
+   *
+   * No promise on this path: the rate decision comes back through a callback (a batch of them at
+   * once from Redis), and an in-process agent's reply may be sent before `publish` returns.
+   * Never throws.
    */
-  async message(connection: Connection, text: string | null): Promise<void> {
+  message(connection: Connection, text: string | null): void {
     const span = connection.traced
       ? startServerSpan(SpanNames.message, ROOT_CONTEXT, connection.traceLinks)
       : connection.quiet.span;
@@ -90,62 +96,64 @@ export class ConnectionHub {
       span.setAttribute(SpanAttr.connectionId, connection.id);
       span.setAttribute(SpanAttr.userId, connection.userId);
     }
-    let handedOff = false;
-    try {
-      // The span is passed down, not made active: the message path awaits at once (rate check), and
-      // its Redis calls are batched across messages, so no call belongs to this span alone.
-      handedOff = await this.handle(connection, text, span);
-    } catch (err) {
-      failSpan(span, err);
-      throw err;
-    } finally {
-      if (!handedOff) span.end();
-    }
+    // Every frame counts toward the rate limit, valid or not (CONTRACT §5). The span is passed
+    // down, not made active: decisions are batched across messages, so no Redis call belongs to
+    // this span alone.
+    this.deps.rates.consume(connection.userId, (decision, err) => {
+      try {
+        this.handle(connection, text, span, decision, err);
+      } catch (thrown) {
+        this.failed(connection, span, thrown);
+      }
+    });
   }
 
-  /** True when the span now belongs to a pending request (ended by its replies or timeout). */
-  private async handle(connection: Connection, text: string | null, span: Span): Promise<boolean> {
+  /** What the message path did not expect: logged, its span failed; the socket stays up. */
+  private failed(connection: Connection, span: Span, err: unknown): void {
+    failSpan(span, err);
+    span.end();
+    this.deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'message handling failed');
+  }
+
+  /** Every outcome ends the span, except a request handed to an agent (its replies end it). */
+  private handle(connection: Connection, text: string | null, span: Span, decision: RateDecision | null, err: unknown): void {
     const { deps } = this;
-    // Every frame counts toward the rate limit, valid or not (CONTRACT §5).
-    let decision;
-    try {
-      decision = await deps.rates.consume(connection.userId);
-    } catch (err) {
+    if (decision === null) {
       // During an outage in `closed` mode every message lands here: one line each would flood the log.
       if (!(err instanceof SharedStateUnavailableError)) {
         deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'rate limiter failed');
       }
       connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
       endSpan(span, MessageErrorCode.unavailable, true);
-      return false;
+      return;
     }
     if (connection.closed) {
       endSpan(span, 'connection_gone', false);
-      return false;
+      return;
     }
 
     if (!decision.allowed) {
       this.rateLimited(connection, text, decision.retryAfterMs, span);
       endSpan(span, MessageErrorCode.rateLimited, false);
-      return false;
+      return;
     }
     if (text === null) {
       deps.metrics.messageRejected('binary');
       connection.send(errorFrame(MessageErrorCode.invalidMessage, 'binary frames are not accepted; send JSON text', undefined));
       endSpan(span, MessageErrorCode.invalidMessage, false);
-      return false;
+      return;
     }
     const parsed = parseClientMessage(text);
     if (!parsed.ok) {
       deps.metrics.messageRejected('invalid');
       connection.send(errorFrame(MessageErrorCode.invalidMessage, parsed.reason, parsed.id));
       endSpan(span, MessageErrorCode.invalidMessage, false);
-      return false;
+      return;
     }
-    return this.route(connection, parsed.value, span);
+    this.route(connection, parsed.value, span);
   }
 
-  private async route(connection: Connection, msg: ClientMessage, span: Span): Promise<boolean> {
+  private route(connection: Connection, msg: ClientMessage, span: Span): void {
     const { deps } = this;
     deps.metrics.messageReceived(msg.agent_type, msg.pillar);
     const requestId = this.requestIds.next();
@@ -155,10 +163,11 @@ export class ConnectionHub {
       if (msg.pillar !== undefined) span.setAttribute(SpanAttr.pillar, msg.pillar);
       span.setAttribute(SpanAttr.requestId, requestId);
     }
+    // Registered before publishing: an in-process agent may reply before publish returns.
     this.pending.add(requestId, connection, msg.agent_type, msg.conversation_id, msg.id, now, span);
-    let result;
+    let result: PublishResult | Promise<PublishResult>;
     try {
-      result = await deps.bus.publish({
+      result = deps.bus.publish({
         requestId,
         connectionId: connection.id,
         replicaId: this.options.replicaId,
@@ -171,20 +180,32 @@ export class ConnectionHub {
         trace: connection.traced ? traceCarrier(span) : connection.quiet.carrier,
       });
     } catch (err) {
-      deps.log.error(
-        { err, agent_type: msg.agent_type, connection_id: connection.id, ...traceLogFields(span) },
-        'agent bus publish failed',
-      );
-      result = { accepted: false as const, code: 'unavailable' as const, message: 'agent bus unavailable' };
+      result = this.publishFailed(err, connection, msg, span);
     }
-    if (!result.accepted && this.pending.get(requestId)) {
-      this.pending.delete(requestId);
-      connection.send(errorFrame(result.code, result.message, msg.id));
-      endSpan(span, result.code, result.code === 'unavailable');
-      return false;
+    if (result instanceof Promise) {
+      result
+        .catch((err: unknown) => this.publishFailed(err, connection, msg, span))
+        .then((settled) => this.published(settled, requestId, connection, msg, span))
+        .catch((err: unknown) => this.failed(connection, span, err));
+    } else {
+      this.published(result, requestId, connection, msg, span);
     }
-    // Accepted (or already answered): the pending request owns the span now.
-    return true;
+  }
+
+  private publishFailed(err: unknown, connection: Connection, msg: ClientMessage, span: Span): PublishResult {
+    this.deps.log.error(
+      { err, agent_type: msg.agent_type, connection_id: connection.id, ...traceLogFields(span) },
+      'agent bus publish failed',
+    );
+    return { accepted: false, code: 'unavailable', message: 'agent bus unavailable' };
+  }
+
+  /** Accepted (or already answered): the pending request owns the span now. Refused: answered here. */
+  private published(result: PublishResult, requestId: string, connection: Connection, msg: ClientMessage, span: Span): void {
+    if (result.accepted || !this.pending.get(requestId)) return;
+    this.pending.delete(requestId);
+    connection.send(errorFrame(result.code, result.message, msg.id));
+    endSpan(span, result.code, result.code === 'unavailable');
   }
 
   private rateLimited(connection: Connection, text: string | null, retryAfterMs: number, span: Span): void {

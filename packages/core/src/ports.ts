@@ -79,10 +79,26 @@ export class SharedStateUnavailableError extends Error {
 
 export type RateDecision = { allowed: true } | { allowed: false; retryAfterMs: number };
 
-/** Per-user message rate across every replica: no more than N in any 1 s and any 60 s window. */
+/** Receives one decision, or (with `decision` null) the error that kept it from being made. */
+export type RateCallback = (decision: RateDecision | null, err?: unknown) => void;
+
+/**
+ * Per-user message rate across every replica: no more than N in any 1 s and any 60 s window.
+ *
+ * A callback, not a promise: this runs once per message, and a store that decides in batches
+ * (Redis) settles a whole batch in one loop, with no promise and no microtask per message.
+ */
 export interface MessageRateLimiter {
-  consume(userId: string): Promise<RateDecision>;
+  /** Decides one message of `userId`: calls `done` exactly once, at once or later. Never throws. */
+  consume(userId: string, done: RateCallback): void;
   close(): Promise<void>;
+}
+
+/** `consume` as a promise, for callers off the message path (tools, tests). */
+export function consumeRate(limiter: MessageRateLimiter, userId: string): Promise<RateDecision> {
+  return new Promise((resolve, reject) => {
+    limiter.consume(userId, (decision, err) => (decision === null ? reject(err) : resolve(decision)));
+  });
 }
 
 // ---------------------------------------------------------------- agents
@@ -120,19 +136,25 @@ export type PublishResult =
 
 /** Carries requests to agents and their replies back to this replica. */
 export interface AgentBus {
-  publish(request: AgentRequest): Promise<PublishResult>;
+  /**
+   * Hands a request on. An in-process bus answers at once (a plain result, and its handler may
+   * even have replied already: callers register the request before publishing); a remote bus
+   * answers with a promise.
+   */
+  publish(request: AgentRequest): PublishResult | Promise<PublishResult>;
   /** Replies for connections on this replica. */
   onReply(handler: (reply: AgentReply) => void): void;
   close(): Promise<void>;
 }
 
 /**
- * An agent written as one async function: return the reply, or yield chunks for streaming.
- * Used by built-in agents and by agent-sdk workers alike.
+ * An agent written as one function: return the reply (or a promise of it), or yield chunks for
+ * streaming (an async iterable). Used by built-in agents and by agent-sdk workers alike. A reply
+ * returned as a plain value is sent without waiting for a microtask.
  */
 export type AgentHandler = (
   request: Readonly<AgentRequest>,
-) => Promise<unknown> | AsyncIterable<unknown>;
+) => unknown;
 
 // ---------------------------------------------------------------- transport
 

@@ -7,6 +7,7 @@ import type {
   Logger,
   MessageRateLimiter,
   PublishResult,
+  RateCallback,
   RateDecision,
   SendStatus,
   SessionResult,
@@ -68,8 +69,8 @@ export class FakeLeases implements ConnectionLeases {
 
 export class FakeRates implements MessageRateLimiter {
   decisions: RateDecision[] = [];
-  async consume(): Promise<RateDecision> {
-    return this.decisions.shift() ?? { allowed: true };
+  consume(_userId: string, done: RateCallback): void {
+    done(this.decisions.shift() ?? { allowed: true });
   }
   async close(): Promise<void> {}
 }
@@ -78,7 +79,7 @@ export class FakeBus implements AgentBus {
   readonly published: AgentRequest[] = [];
   result: PublishResult = { accepted: true };
   private handler: ((reply: AgentReply) => void) | undefined;
-  async publish(request: AgentRequest): Promise<PublishResult> {
+  publish(request: AgentRequest): PublishResult {
     this.published.push(request);
     return this.result;
   }

@@ -141,9 +141,7 @@ describe('ConnectionHub: one outcome per message', () => {
     const { SharedStateUnavailableError } = await import('@wsgw/core');
     const s = setup();
     hub = s.hub;
-    s.deps.rates.consume = async () => {
-      throw new SharedStateUnavailableError('redis down, closed mode');
-    };
+    s.deps.rates.consume = (_userId, done) => done(null, new SharedStateUnavailableError('redis down, closed mode'));
     await s.hub.message(s.connection, msg());
     await s.hub.message(s.connection, msg({ id: 'm2' }));
     expect(s.socket.sent.map((f) => [f['code'], f['in_reply_to']])).toEqual([

@@ -47,7 +47,7 @@ export class SplitAgentBus implements AgentBus {
     private readonly remote: AgentBus,
   ) {}
 
-  publish(request: AgentRequest): Promise<PublishResult> {
+  publish(request: AgentRequest): PublishResult | Promise<PublishResult> {
     return (this.localTypes.has(request.agentType) ? this.local : this.remote).publish(request);
   }
 

@@ -13,11 +13,11 @@ export interface MemoryBusOptions {
   maxInFlightPerType: number;
 }
 
-/** One settled promise for every accepted request: publishing allocates nothing when it succeeds. */
-const ACCEPTED: Promise<PublishResult> = Promise.resolve(Object.freeze({ accepted: true as const }));
+/** One frozen result for every accepted request: publishing allocates nothing when it succeeds. */
+const ACCEPTED: PublishResult = Object.freeze({ accepted: true as const });
 
-function refused(code: 'unavailable' | 'agent_unavailable', message: string): Promise<PublishResult> {
-  return Promise.resolve({ accepted: false, code, message });
+function refused(code: 'unavailable' | 'agent_unavailable', message: string): PublishResult {
+  return { accepted: false, code, message };
 }
 
 /**
@@ -43,33 +43,51 @@ export class MemoryAgentBus implements AgentBus {
     this.replyHandlers.push(handler);
   }
 
-  publish(request: AgentRequest): Promise<PublishResult> {
+  /**
+   * Runs the handler at once: a handler that returns a plain value has replied (through
+   * `onReply`) before this returns, so the caller must have registered the request first, as it
+   * must for a remote worker that answers fast.
+   */
+  publish(request: AgentRequest): PublishResult {
     if (this.closed) return refused('unavailable', 'agent bus is closed');
     const handler = this.handlers.get(request.agentType);
     if (!handler) return refused('agent_unavailable', `no agent serves agent_type ${request.agentType}`);
-    const busy = this.inFlight.get(request.agentType) ?? 0;
+    const { agentType } = request;
+    const busy = this.inFlight.get(agentType) ?? 0;
     if (busy >= this.options.maxInFlightPerType) {
-      return refused('unavailable', `agent ${request.agentType} is overloaded`);
+      return refused('unavailable', `agent ${agentType} is overloaded`);
     }
-    this.inFlight.set(request.agentType, busy + 1);
-    // Runs after the caller has registered the request, like a reply from a remote worker would.
-    queueMicrotask(() => void this.run(handler, request));
+    let running: Promise<void> | undefined;
+    try {
+      // A fixed-shape literal per reply: this runs once per message.
+      running = runAgentHandler(handler, request, (output) =>
+        this.emit({ requestId: request.requestId, connectionId: request.connectionId, kind: output.kind, message: output.message, done: output.done }),
+      );
+    } catch (err) {
+      this.failed(request, err);
+      return ACCEPTED;
+    }
+    if (running !== undefined) {
+      // Still running: it counts toward the agent type's limit until it settles.
+      this.inFlight.set(agentType, busy + 1);
+      running.then(
+        () => this.settled(agentType),
+        (err: unknown) => {
+          this.settled(agentType);
+          this.failed(request, err);
+        },
+      );
+    }
     return ACCEPTED;
   }
 
-  private async run(handler: AgentHandler, request: AgentRequest): Promise<void> {
-    const { requestId, connectionId, agentType } = request;
-    try {
-      // A fixed-shape literal per reply: this runs once per message.
-      await runAgentHandler(handler, request, (output) =>
-        this.emit({ requestId, connectionId, kind: output.kind, message: output.message, done: output.done }),
-      );
-    } catch (err) {
-      // The request then times out with agent_timeout, as it would with a remote worker.
-      this.log.error({ err, agent_type: agentType, request_id: requestId }, 'agent failed');
-    } finally {
-      this.inFlight.set(agentType, (this.inFlight.get(agentType) ?? 1) - 1);
-    }
+  private settled(agentType: string): void {
+    this.inFlight.set(agentType, (this.inFlight.get(agentType) ?? 1) - 1);
+  }
+
+  /** The request then times out with agent_timeout, as it would with a remote worker. */
+  private failed(request: AgentRequest, err: unknown): void {
+    this.log.error({ err, agent_type: request.agentType, request_id: request.requestId }, 'agent failed');
   }
 
   private emit(reply: AgentReply): void {

@@ -1,4 +1,4 @@
-import { systemClock, type Clock, type MessageRateLimiter, type RateDecision } from '@wsgw/core';
+import { systemClock, type Clock, type MessageRateLimiter, type RateCallback, type RateDecision } from '@wsgw/core';
 
 export interface RateLimits {
   perSecond: number;
@@ -93,8 +93,8 @@ export class MemoryRateLimiter implements MessageRateLimiter {
     return { allowed: true };
   }
 
-  async consume(userId: string): Promise<RateDecision> {
-    return this.decide(userId);
+  consume(userId: string, done: RateCallback): void {
+    done(this.decide(userId));
   }
 
   private forgetIdle(): void {

@@ -31,6 +31,17 @@ describe('MemoryAgentBus', () => {
     expect(replies).toEqual([{ requestId: 'r1', connectionId: 'c', kind: 'response', message: 'hi' }]);
   });
 
+  it('replies from a handler that returns a plain value before publish returns, and frees its place at once', () => {
+    const bus = new MemoryAgentBus({ maxInFlightPerType: 1 }, quiet);
+    bus.register('echo', (r) => r.message);
+    const replies = collect(bus);
+    expect(bus.publish(request('echo', 'a'))).toEqual({ accepted: true });
+    expect(replies).toEqual([{ requestId: 'a', connectionId: 'c', kind: 'response', message: 'hi' }]);
+    // A bound of one: the first request is no longer in flight.
+    expect(bus.publish(request('echo', 'b'))).toEqual({ accepted: true });
+    expect(replies).toHaveLength(2);
+  });
+
   it('delivers yielded chunks in order, the last with done', async () => {
     const bus = new MemoryAgentBus({ maxInFlightPerType: 10 }, quiet);
     bus.register('stream', async function* () {
@@ -65,14 +76,24 @@ describe('MemoryAgentBus', () => {
     expect(await bus.publish(request('slow', 'd'))).toEqual({ accepted: true });
   });
 
-  it('a throwing agent sends nothing (the request then times out)', async () => {
-    const bus = new MemoryAgentBus({ maxInFlightPerType: 2 }, quiet);
+  it('a throwing agent sends nothing (the request then times out), and logs why', async () => {
+    const errors: unknown[] = [];
+    const log: Logger = { ...quiet, error: (obj) => errors.push(obj), child: () => log };
+    const bus = new MemoryAgentBus({ maxInFlightPerType: 1 }, log);
     bus.register('broken', async () => {
       throw new Error('boom');
     });
+    bus.register('brokenNow', () => {
+      throw new Error('at once');
+    });
     const replies = collect(bus);
     await bus.publish(request('broken'));
+    expect(bus.publish(request('brokenNow'))).toEqual({ accepted: true });
     await settle();
     expect(replies).toEqual([]);
+    expect(errors.map((e) => ((e as { err: Error }).err).message).sort()).toEqual(['at once', 'boom']);
+    // Both failures freed their place under the bound of one.
+    expect(bus.publish(request('broken', 'again'))).toEqual({ accepted: true });
+    expect(bus.publish(request('brokenNow', 'again'))).toEqual({ accepted: true });
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '@wsgw/core';
+import { consumeRate, type Logger } from '@wsgw/core';
 import {
   createRedisClient,
   parseRedisUrl,
@@ -89,7 +89,7 @@ describe('limits on Redis Cluster (3 masters)', () => {
         await rates.close();
         health.close();
       });
-      const decisions = await Promise.all(Array.from({ length: 400 }, (_, i) => rates.consume(`user-${i % 200}`)));
+      const decisions = await Promise.all(Array.from({ length: 400 }, (_, i) => consumeRate(rates, `user-${i % 200}`)));
       expect(decisions.every((d) => d.allowed)).toBe(true);
       expect(rates.stats.calls).toBeLessThanOrEqual(16);
       const perNode = await Promise.all(

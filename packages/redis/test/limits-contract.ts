@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import type { ConnectionLeases, MessageRateLimiter } from '@wsgw/core';
+import { consumeRate, type ConnectionLeases, type MessageRateLimiter } from '@wsgw/core';
 
 /**
  * What every ConnectionLeases must do, Memory or Redis (single or Cluster). `make` builds a fresh
@@ -63,7 +63,7 @@ export function rateContract(make: () => Promise<{ rates: MessageRateLimiter; pe
   it('allows 5 in a second, then denies with the time until the oldest leaves the window', async () => {
     const { rates } = await make();
     const user = `u-${randomUUID()}`;
-    const decisions = await Promise.all(Array.from({ length: 7 }, () => rates.consume(user)));
+    const decisions = await Promise.all(Array.from({ length: 7 }, () => consumeRate(rates, user)));
     expect(decisions.filter((d) => d.allowed)).toHaveLength(5);
     const denied = decisions.filter((d) => !d.allowed);
     expect(denied).toHaveLength(2);
@@ -75,19 +75,19 @@ export function rateContract(make: () => Promise<{ rates: MessageRateLimiter; pe
       }
     }
     // Other users have their own windows.
-    expect(await rates.consume(`v-${randomUUID()}`)).toEqual({ allowed: true });
+    expect(await consumeRate(rates, `v-${randomUUID()}`)).toEqual({ allowed: true });
   });
 
   it('applies decisions in order and lets a user through once the second has passed, up to the minute limit', async () => {
     const { rates, peer } = await make();
     const user = `u-${randomUUID()}`;
-    const first = await Promise.all(Array.from({ length: 5 }, () => rates.consume(user)));
+    const first = await Promise.all(Array.from({ length: 5 }, () => consumeRate(rates, user)));
     expect(first.every((d) => d.allowed)).toBe(true);
-    const denied = await (peer ?? rates).consume(user);
+    const denied = await consumeRate(peer ?? rates, user);
     expect(denied.allowed).toBe(false);
     await new Promise((r) => setTimeout(r, denied.allowed ? 0 : denied.retryAfterMs + 20));
     // 3 more fit the minute (8), then the minute window refuses for most of a minute.
-    const second = await Promise.all(Array.from({ length: 5 }, (_, i) => (i % 2 ? (peer ?? rates) : rates).consume(user)));
+    const second = await Promise.all(Array.from({ length: 5 }, (_, i) => consumeRate(i % 2 ? (peer ?? rates) : rates, user)));
     expect(second.filter((d) => d.allowed)).toHaveLength(3);
     for (const d of second) if (!d.allowed) expect(d.retryAfterMs).toBeGreaterThan(55_000);
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { noopMetrics, type Logger } from '@wsgw/core';
+import { consumeRate, noopMetrics, type Logger } from '@wsgw/core';
 import { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
 import {
   createRedisClient,
@@ -182,9 +182,9 @@ describe('FailoverRateLimiter with Redis unreachable', () => {
       health.close();
     });
     const started = Date.now();
-    const answers = [await local.consume('u'), await local.consume('u'), await local.consume('u')];
+    const answers = [await consumeRate(local, 'u'), await consumeRate(local, 'u'), await consumeRate(local, 'u')];
     expect(answers.map((a) => a.allowed)).toEqual([true, true, false]);
-    await expect(closed.consume('u')).rejects.toBeInstanceOf(LimitsUnavailableError);
+    await expect(consumeRate(closed, 'u')).rejects.toBeInstanceOf(LimitsUnavailableError);
     expect(Date.now() - started).toBeLessThan(500);
     expect(decisions).toEqual(['rates:local_allowed', 'rates:local_allowed', 'rates:local_denied', 'rates:refused']);
   });
@@ -238,7 +238,7 @@ describe('limits while this process is too starved to read script replies in tim
     starve = 2;
     const slot = await leases.acquire('here-1', 'u');
     starve = 2;
-    const message = await rates.consume('u').catch((err: unknown) => err);
+    const message = await consumeRate(rates, 'u').catch((err: unknown) => err);
     expect(slot).toMatchObject({ granted: false, reason: 'unavailable' });
     expect(message).toBeInstanceOf(RedisTooSlowError);
     expect(health.isDown()).toBe(false);
@@ -249,7 +249,7 @@ describe('limits while this process is too starved to read script replies in tim
     // Exact shared decisions again: one more slot for the user, then its limit.
     expect(await leases.acquire('here-2', 'u')).toEqual({ granted: true });
     expect(await leases.acquire('here-3', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
-    expect(await rates.consume('u')).toEqual({ allowed: true });
+    expect(await consumeRate(rates, 'u')).toEqual({ allowed: true });
   });
 });
 
@@ -266,13 +266,13 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
   it('decides a turn of messages in one script call and denies a limited user locally', async () => {
     const rates = await redisRates(uniquePrefix('batch'));
     const users = Array.from({ length: 50 }, (_, i) => `user-${i}`);
-    const first = await Promise.all(users.flatMap((u) => [rates.consume(u), rates.consume(u)]));
+    const first = await Promise.all(users.flatMap((u) => [consumeRate(rates, u), consumeRate(rates, u)]));
     expect(first.every((d) => d.allowed)).toBe(true);
     expect(rates.stats.calls).toBe(1);
     // One user over the limit: the first denial comes from Redis, the rest cost nothing.
-    await Promise.all(Array.from({ length: 6 }, () => rates.consume('flooder')));
+    await Promise.all(Array.from({ length: 6 }, () => consumeRate(rates, 'flooder')));
     const calls = rates.stats.calls;
-    const later = await Promise.all(Array.from({ length: 100 }, () => rates.consume('flooder')));
+    const later = await Promise.all(Array.from({ length: 100 }, () => consumeRate(rates, 'flooder')));
     expect(later.every((d) => !d.allowed)).toBe(true);
     expect(rates.stats.calls).toBe(calls);
     expect(rates.stats.localDenials).toBe(100);
@@ -282,7 +282,7 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     const prefix = uniquePrefix('interleaved');
     const rates = await redisRates(prefix); // 5 per second, 8 per minute
     const order = 'abacbaabaaccbaaab'.split('');
-    const decisions = await Promise.all(order.map((u) => rates.consume(u)));
+    const decisions = await Promise.all(order.map((u) => consumeRate(rates, u)));
     expect(rates.stats.calls).toBe(1);
     // Each user's first five are allowed, the rest denied until the 1 s window frees.
     const seen = new Map<string, number>();
@@ -309,7 +309,7 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
       await rates.close();
       health.close();
     });
-    const decisions = await Promise.all(Array.from({ length: 1700 }, () => rates.consume('bulk')));
+    const decisions = await Promise.all(Array.from({ length: 1700 }, () => consumeRate(rates, 'bulk')));
     expect(rates.stats.calls).toBe(1);
     expect(decisions.filter((d) => d.allowed)).toHaveLength(1500);
     expect(decisions.slice(0, 1500).every((d) => d.allowed)).toBe(true);

@@ -114,9 +114,7 @@ export class UwsServer {
           }
           // The ArrayBuffer dies with this callback: decode it before anything awaits.
           const text = isBinary ? null : Buffer.from(message).toString('utf8');
-          deps.hub.message(connection, text).catch((err: unknown) => {
-            deps.log.error({ err, connection_id: connection.id }, 'message handling failed');
-          });
+          deps.hub.message(connection, text);
         },
         close: (ws, code) => {
           const { socket } = ws.getUserData();

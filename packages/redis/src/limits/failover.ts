@@ -4,7 +4,7 @@ import {
   type GatewayMetrics,
   type Logger,
   type MessageRateLimiter,
-  type RateDecision,
+  type RateCallback,
   type SlotDecision,
 } from '@wsgw/core';
 import type { MemoryConnectionLeases, MemoryRateLimiter } from '@wsgw/memory';
@@ -139,29 +139,37 @@ export class FailoverRateLimiter implements MessageRateLimiter {
     private readonly metrics: GatewayMetrics,
   ) {}
 
-  consume(userId: string): Promise<RateDecision> {
+  consume(userId: string, done: RateCallback): void {
     // A failed call was reported to health by the limiter; it is then decided without Redis,
     // unless Redis still answers (the limiter asked again after a PING, and timed out again).
-    if (!this.health.isDown()) return this.redis.consume(userId).catch((err: unknown) => this.afterFailure(userId, err));
-    return this.withoutRedis(userId);
+    if (this.health.isDown()) {
+      this.withoutRedis(userId, done);
+      return;
+    }
+    this.redis.consume(userId, (decision, err) => {
+      if (decision !== null) done(decision);
+      else this.afterFailure(userId, err, done);
+    });
   }
 
-  private afterFailure(userId: string, err: unknown): Promise<RateDecision> {
+  private afterFailure(userId: string, err: unknown, done: RateCallback): void {
     if (isTimeout(err) && !this.health.isDown()) {
       this.metrics.fallbackDecision('rates', 'refused');
-      return Promise.reject(new RedisTooSlowError('message limit decision timed out twice while redis answers'));
+      done(null, new RedisTooSlowError('message limit decision timed out twice while redis answers'));
+      return;
     }
-    return this.withoutRedis(userId);
+    this.withoutRedis(userId, done);
   }
 
-  private async withoutRedis(userId: string): Promise<RateDecision> {
+  private withoutRedis(userId: string, done: RateCallback): void {
     if (this.mode === 'closed') {
       this.metrics.fallbackDecision('rates', 'refused');
-      throw new LimitsUnavailableError('message limits unavailable: redis does not answer');
+      done(null, new LimitsUnavailableError('message limits unavailable: redis does not answer'));
+      return;
     }
     const decision = this.local.decide(userId);
     this.metrics.fallbackDecision('rates', decision.allowed ? 'local_allowed' : 'local_denied');
-    return decision;
+    done(decision);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { MessageRateLimiter, RateDecision } from '@wsgw/core';
+import type { MessageRateLimiter, RateCallback, RateDecision } from '@wsgw/core';
 import type { RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
 import { isTimeout, type RedisHealth } from './health.js';
@@ -17,8 +17,7 @@ interface Pending {
   userId: string;
   /** Sent once already, in a call that timed out. */
   retried?: boolean;
-  resolve: (decision: RateDecision) => void;
-  reject: (err: unknown) => void;
+  done: RateCallback;
 }
 
 interface Shard {
@@ -66,25 +65,24 @@ export class RedisRateLimiter implements MessageRateLimiter {
     this.sweeper.unref();
   }
 
-  consume(userId: string): Promise<RateDecision> {
+  consume(userId: string, done: RateCallback): void {
     const until = this.blockedUntil.get(userId);
     if (until !== undefined) {
       const left = until - performance.now();
       if (left > 0) {
         this.stats.localDenials++;
-        return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(left) });
+        done({ allowed: false, retryAfterMs: Math.ceil(left) });
+        return;
       }
       this.blockedUntil.delete(userId);
     }
-    return new Promise((resolve, reject) => {
-      const shard = this.shards[this.options.keys.rateShardOf(userId)] as Shard;
-      shard.queue.push({ userId, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // After the I/O callbacks of this turn: every message read in it joins the batch.
-        setImmediate(() => this.flush());
-      }
-    });
+    const shard = this.shards[this.options.keys.rateShardOf(userId)] as Shard;
+    shard.queue.push({ userId, done });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // After the I/O callbacks of this turn: every message read in it joins the batch.
+      setImmediate(() => this.flush());
+    }
   }
 
   /** Decisions waiting for a script call, in every shard. */
@@ -120,17 +118,18 @@ export class RedisRateLimiter implements MessageRateLimiter {
     this.stats.decisions += batch.length;
     try {
       const results = await this.client.wsgwRateConsume(userKeys.length, ...userKeys, perSecond, perMinute, ...order);
-      batch.forEach((p, i) => {
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i] as Pending;
         const wait = Number(results[i] ?? 0);
         if (wait <= 0) {
-          p.resolve({ allowed: true });
-          return;
+          settle(p, ALLOWED);
+          continue;
         }
         // Measured from when the call left: never later than the window really frees.
         const until = sentAt + wait;
         if ((this.blockedUntil.get(p.userId) ?? 0) < until) this.blockedUntil.set(p.userId, until);
-        p.resolve({ allowed: false, retryAfterMs: wait });
-      });
+        settle(p, { allowed: false, retryAfterMs: wait });
+      }
     } catch (err) {
       this.health.failed(err);
       // A timeout while Redis still answers PINGs means this process was slow: ask again, once.
@@ -140,11 +139,11 @@ export class RedisRateLimiter implements MessageRateLimiter {
       if (isTimeout(err) && fresh.length > 0 && (await this.health.verify())) {
         for (const p of fresh) p.retried = true;
         shard.queue.unshift(...fresh);
-        for (const p of batch.filter((q) => !fresh.includes(q))) p.reject(err);
+        for (const p of batch.filter((q) => !fresh.includes(q))) settle(p, null, err);
       } else {
         // If Redis is known down, what waits behind this call would only wait for the same timeout.
         const waiting = this.health.isDown() ? shard.queue.splice(0) : [];
-        for (const p of batch.concat(waiting)) p.reject(err);
+        for (const p of batch.concat(waiting)) settle(p, null, err);
       }
     } finally {
       shard.busy = false;
@@ -160,5 +159,20 @@ export class RedisRateLimiter implements MessageRateLimiter {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+  }
+}
+
+/** One shared answer for every allowed message: the common case allocates nothing. */
+const ALLOWED: RateDecision = Object.freeze({ allowed: true as const });
+
+/**
+ * Hands a decision over. Callbacks must not throw (the hub's does not); one that does is reported
+ * as a process warning and must not keep the rest of the batch from their decisions.
+ */
+function settle(p: Pending, decision: RateDecision | null, err?: unknown): void {
+  try {
+    p.done(decision, err);
+  } catch (thrown) {
+    process.emitWarning(thrown instanceof Error ? thrown : String(thrown), 'RateCallbackError');
   }
 }
