@@ -101,30 +101,39 @@ export class RedisRateLimiter implements MessageRateLimiter {
     shard.busy = true;
     const batch = shard.queue.splice(0, this.maxBatch);
     const { keys, perSecond, perMinute } = this.options;
+    // One key and one count per distinct user; `order` remembers whose each decision is.
     const keyIndex = new Map<string, number>();
     const userKeys: string[] = [];
+    const counts: number[] = [];
     const order: number[] = [];
     for (const p of batch) {
       let k = keyIndex.get(p.userId);
       if (k === undefined) {
-        userKeys.push(keys.rateLog(shard.index, p.userId));
         k = userKeys.length;
+        userKeys.push(keys.rateLog(shard.index, p.userId));
+        counts.push(0);
         keyIndex.set(p.userId, k);
       }
+      counts[k]!++;
       order.push(k);
     }
     const sentAt = performance.now();
     this.stats.calls++;
     this.stats.decisions += batch.length;
     try {
-      const results = await this.client.wsgwRateConsume(userKeys.length, ...userKeys, perSecond, perMinute, ...order);
+      const results = await this.client.wsgwRateConsume(userKeys.length, ...userKeys, perSecond, perMinute, ...counts);
+      // Per user: the first `allowed` of its decisions (in arrival order) pass, the rest wait.
+      // `counts` is reused as what is left to allow of each user.
+      for (let k = 0; k < counts.length; k++) counts[k] = Number(results[2 * k] ?? 0);
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as Pending;
-        const wait = Number(results[i] ?? 0);
-        if (wait <= 0) {
+        const k = order[i] as number;
+        if ((counts[k] as number) > 0) {
+          counts[k]!--;
           settle(p, ALLOWED);
           continue;
         }
+        const wait = Number(results[2 * k + 1] ?? 0);
         // Measured from when the call left: never later than the window really frees.
         const until = sentAt + wait;
         if ((this.blockedUntil.get(p.userId) ?? 0) < until) this.blockedUntil.set(p.userId, until);

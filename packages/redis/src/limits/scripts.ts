@@ -10,9 +10,9 @@ declare module 'ioredis' {
       all: string,
       user: string,
       connectionId: string,
-      leaseMs: number,
-      maxPerUser: number,
-      maxGlobal: number,
+      leaseMs: number | string,
+      maxPerUser: number | string,
+      maxGlobal: number | string,
     ): Result<number, Context>;
     /** See src/lua/slots_release.lua. */
     wsgwSlotsRelease(all: string, user: string, connectionId: string): Result<number, Context>;
@@ -20,7 +20,7 @@ declare module 'ioredis' {
     wsgwSlotsRefresh(numKeys: number, ...keysThenArgs: Array<string | number>): Result<string[], Context>;
     /** See src/lua/slots_restore.lua: same shape as refresh; returns how many were missing. */
     wsgwSlotsRestore(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number, Context>;
-    /** See src/lua/rate_consume.lua: `numKeys` user keys, then limits and one key index per decision. */
+    /** See src/lua/rate_consume.lua: `numKeys` user keys, then the limits and a decision count per key; returns (allowed, wait ms) per key. */
     wsgwRateConsume(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number[], Context>;
   }
 }
