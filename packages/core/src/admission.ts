@@ -14,6 +14,7 @@ import {
 import {
   contextFromHeaders,
   failSpan,
+  hasTrace,
   inChildSpan,
   SpanAttr,
   SpanNames,
@@ -105,7 +106,10 @@ export class UpgradeAdmission {
       if (req.origin !== undefined) span.setAttribute(SpanAttr.origin, req.origin);
     }
     try {
-      const admission = await context.with(trace.setSpan(parent, span), () => this.check(req, abort, span));
+      // Untraced (no SDK, no client trace): no context to make active, the span is a stand-in.
+      const admission = await (hasTrace(span)
+        ? context.with(trace.setSpan(parent, span), () => this.check(req, abort, span))
+        : this.check(req, abort, span));
       if (span.isRecording()) recordOutcome(span, admission);
       if (admission.admitted) admission.ticket.traceContext = span.spanContext();
       return admission;
@@ -165,14 +169,16 @@ export class UpgradeAdmission {
 
     let result: SessionResult;
     try {
-      result = await inChildSpan(SpanNames.sessionValidate, span, async (child) => {
-        const r = await deps.sessions.validate(token);
-        if (child.isRecording()) {
-          child.setAttribute('wsgw.session.validator', deps.sessions.kind);
-          child.setAttribute('wsgw.session.valid', r.valid);
-        }
-        return r;
-      });
+      result = await (hasTrace(span)
+        ? inChildSpan(SpanNames.sessionValidate, span, async (child) => {
+            const r = await deps.sessions.validate(token);
+            if (child.isRecording()) {
+              child.setAttribute('wsgw.session.validator', deps.sessions.kind);
+              child.setAttribute('wsgw.session.valid', r.valid);
+            }
+            return r;
+          })
+        : deps.sessions.validate(token));
     } catch (err) {
       if (!(err instanceof SessionBackendUnavailableError)) {
         deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
@@ -197,11 +203,13 @@ export class UpgradeAdmission {
     }
     let decision;
     try {
-      decision = await inChildSpan(SpanNames.slotAcquire, span, async (child) => {
-        const d = await deps.leases.acquire(connectionId, userId);
-        if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
-        return d;
-      });
+      decision = await (hasTrace(span)
+        ? inChildSpan(SpanNames.slotAcquire, span, async (child) => {
+            const d = await deps.leases.acquire(connectionId, userId);
+            if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
+            return d;
+          })
+        : deps.leases.acquire(connectionId, userId));
     } catch (err) {
       deps.log.error({ err, path: req.path, user_id: userId, ...traced }, 'connection slot store failed');
       // The call may have taken the slot before failing: give it back (idempotent by id).

@@ -54,8 +54,20 @@ export function contextFromHeaders(traceparent: string | undefined, tracestate: 
   return propagation.extract(ROOT_CONTEXT, carrier);
 }
 
+const SERVER_SPAN = { kind: SpanKind.SERVER };
+
 export function startServerSpan(name: string, parent: Context, links?: Link[]): Span {
-  return coreTracer().startSpan(name, links ? { kind: SpanKind.SERVER, links } : { kind: SpanKind.SERVER }, parent);
+  return coreTracer().startSpan(name, links ? { kind: SpanKind.SERVER, links } : SERVER_SPAN, parent);
+}
+
+/**
+ * False for the stand-in span the API hands out when no SDK is registered and the request carried
+ * no trace context (invalid ids): nothing about it is recorded, logged or propagated, and its
+ * children would be the same stand-in, so the contexts and child spans around it can be skipped.
+ * An SDK's spans always have valid ids, sampled or not.
+ */
+export function hasTrace(span: Span): boolean {
+  return trace.isSpanContextValid(span.spanContext());
 }
 
 /**
