@@ -17,6 +17,11 @@ export interface RedisLeasesOptions {
 /** Retry-After for a full limit: when a slot frees is unknown, a socket may close any moment. */
 const LIMIT_RETRY_MS = 1000;
 
+// Decisions are read, never changed, by their callers: one object of each kind for all calls.
+const GRANTED: SlotDecision = Object.freeze({ granted: true });
+const GLOBAL_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'global_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
+const USER_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'user_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
+
 /**
  * Connection slots as leases in Redis (docs/REDIS.md): a slot is a member of two sorted sets
  * (all slots, the user's slots) scored by its expiry in Redis TIME. `slots_acquire` reaps expired
@@ -37,6 +42,8 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private readonly lostHandlers: Array<(ids: string[]) => void> = [];
   private readonly intervalMs: number;
   private readonly batchSize: number;
+  /** slots_acquire's ARGV after the connection id (lease ms, per-user and global limits), as sent. */
+  private readonly acquireLimits: [string, string, string];
   private timer: NodeJS.Timeout | undefined;
   private expectedAt = 0;
   /** This process stopped running long enough that its leases may have run out (SIGSTOP, stall). */
@@ -55,6 +62,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
     defineLimitScripts(client);
     this.intervalMs = Math.max(100, Math.floor(options.leaseMs / 3));
     this.batchSize = options.batchSize ?? 500;
+    this.acquireLimits = [String(options.leaseMs), String(options.maxPerUser), String(options.maxGlobal)];
     // After any failed call our renewals may not have landed: if Redis was away longer than a
     // lease, our slots were reaped by no fault of ours. Put them back rather than call them lost
     // (only a stall of this very process makes missing slots "lost").
@@ -70,32 +78,31 @@ export class RedisConnectionLeases implements ConnectionLeases {
     return this.held.size;
   }
 
-  async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
+  /**
+   * Not an async function: one `then` (and one closure) per upgrade instead of an async frame,
+   * a throwaway await promise and a numeric-argument conversion per call (see docs/BENCHMARKS.md,
+   * "Memory per idle socket": what an upgrade allocates makes the heap grow).
+   */
+  acquire(connectionId: string, userId: string): Promise<SlotDecision> {
     const { keys } = this.options;
-    let code: number;
+    let call: Promise<number>;
     try {
-      code = await this.client.wsgwSlotsAcquire(
-        keys.slotsAll(),
-        keys.slotsOfUser(userId),
-        connectionId,
-        this.options.leaseMs,
-        this.options.maxPerUser,
-        this.options.maxGlobal,
-      );
+      call = this.client.wsgwSlotsAcquire(keys.slotsAll(), keys.slotsOfUser(userId), connectionId, ...this.acquireLimits);
     } catch (err) {
-      this.health.failed(err);
-      throw err;
+      return this.failedCall(err);
     }
-    if (code === 0) {
+    return call.then((code) => {
+      if (code !== 0) return code === 1 ? GLOBAL_LIMIT : USER_LIMIT;
       this.held.set(connectionId, userId);
-      return { granted: true };
-    }
-    return {
-      granted: false,
-      reason: code === 1 ? 'global_connection_limit' : 'user_connection_limit',
-      retryAfterMs: LIMIT_RETRY_MS,
-    };
+      return GRANTED;
+    }, this.failedCall);
   }
+
+  /** Reports a failed call to health and fails with its error (the failover wrapper decides). */
+  private readonly failedCall = (err: unknown): Promise<never> => {
+    this.health.failed(err);
+    return Promise.reject(err);
+  };
 
   /** Holds a slot granted while Redis was unreachable; the next restore registers it. */
   adopt(connectionId: string, userId: string): void {

@@ -11,6 +11,8 @@ export interface RedisThrottleOptions {
   windowSeconds: number;
 }
 
+const ALLOWED: Promise<{ allowed: true }> = Promise.resolve(Object.freeze({ allowed: true }));
+
 /**
  * Failed session checks per client address, counted in Redis by rate-limiter-flexible so the
  * budget holds across replicas; its insurance limiter counts in memory while Redis is down.
@@ -38,13 +40,14 @@ export class RedisUpgradeThrottle implements UpgradeThrottle {
     });
   }
 
-  async allows(remoteAddress: string): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
+  /** Asked on every upgrade: an address not blocked gets one settled promise shared by all calls. */
+  allows(remoteAddress: string): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
     const until = this.blockedUntil.get(remoteAddress);
-    if (until === undefined) return { allowed: true };
+    if (until === undefined) return ALLOWED;
     const left = until - performance.now();
-    if (left > 0) return { allowed: false, retryAfterMs: Math.ceil(left) };
+    if (left > 0) return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(left) });
     this.blockedUntil.delete(remoteAddress);
-    return { allowed: true };
+    return ALLOWED;
   }
 
   async failed(remoteAddress: string): Promise<void> {
