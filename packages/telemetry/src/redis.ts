@@ -1,5 +1,5 @@
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import type { GatewayMetrics } from '@wsgw/core';
+import { noopMetrics, type GatewayMetrics } from '@wsgw/core';
 
 /** The part of an ioredis client (Redis or Cluster) this needs: every command goes through it. */
 export interface CommandSender {
@@ -47,10 +47,14 @@ export function instrumentRedisClient<T extends CommandSender>(client: T, metric
   tagged[INSTRUMENTED] = true;
   const original = client.sendCommand.bind(client);
   const tracer = trace.getTracer('@wsgw/telemetry/redis');
+  // With telemetry off the metrics are no-ops: a command outside a recording span is then passed
+  // through as is, without the timing callbacks and promise it would otherwise cost.
+  const timed = metrics !== noopMetrics;
   client.sendCommand = (command: RedisCommandLike, ...rest: unknown[]): unknown => {
+    const parent = trace.getActiveSpan();
+    if (!timed && !parent?.isRecording()) return original(command, ...rest);
     const name = command.name.toLowerCase();
     if (BLOCKING.has(name)) return original(command, ...rest);
-    const parent = trace.getActiveSpan();
     let span: Span | undefined;
     if (parent?.isRecording()) {
       span = tracer.startSpan(
