@@ -7,7 +7,7 @@
 //
 //   node --expose-gc scripts/bench/heap-per-socket.mjs [N=2000] [--redis] [--retainers]
 //   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss
-//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc
+//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc [--top=25]
 //
 // --retainers also groups the objects that are new since the baseline by the chain of edges that
 // holds them, up to the first object that existed before (a retainer walk): what keeps each kind alive.
@@ -37,6 +37,7 @@ if (!rssOnly && !alloc && typeof global.gc !== 'function') {
 const n = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 2000);
 const useRedis = process.argv.includes('--redis');
 const walk = process.argv.includes('--retainers');
+const top = Number(process.argv.find((a) => a.startsWith('--top='))?.slice(6) ?? 25);
 const mode = useRedis ? 'Redis' : 'embedded';
 const ORIGIN = 'http://bench.example';
 const dir = workDir('heap');
@@ -144,7 +145,7 @@ function reportAlloc(opened, profile) {
   visit(profile.head, []);
   process.stdout.write(`${opened} upgrades (${mode} mode): ${Math.round(total / opened).toLocaleString('en-US')} B allocated per upgrade (sampled, garbage included)\n`);
   process.stdout.write('   B/upgrade  allocated in < called by < ...\n');
-  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     process.stdout.write(`${Math.round(bytes / opened).toString().padStart(11)}  ${key}\n`);
   }
 }
