@@ -6,14 +6,15 @@
 // held in the heap between them (a Map of thousands of kinds) would count itself as per-socket cost.
 //
 //   node --expose-gc scripts/bench/heap-per-socket.mjs [N=2000] [--redis] [--retainers]
-//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss
-//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc [--top=25]
+//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss [--warm]
+//   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc [--survivors] [--top=25]
 //
 // --retainers also groups the objects that are new since the baseline by the chain of edges that
 // holds them, up to the first object that existed before (a retainer walk): what keeps each kind alive.
 // --rss takes no snapshot and forces no GC: it splits the RSS growth the way run.mjs measures it
 // (fresh gateway, N sockets, 1.5 s to settle) into the V8 heap's young and old generation pages
-// and the rest (native: uWS, malloc). --alloc samples what the N upgrades allocate (V8's sampling
+// and the rest (native: uWS, malloc); with --warm, of N sockets opened past the high-water mark of
+// a first N, closed and reopened (run.mjs' warm figure). --alloc samples what the N upgrades allocate (V8's sampling
 // heap profiler, garbage included), per upgrade and by allocating function: the churn that makes
 // the heap grow. Sockets send the bench's Origin, which the config allows.
 import { fork } from 'node:child_process';
@@ -30,13 +31,15 @@ import { killAllOwned, startRedis, stopProcess, track, workDir, removeDir } from
 
 const rssOnly = process.argv.includes('--rss');
 const alloc = process.argv.includes('--alloc');
-if (!rssOnly && !alloc && typeof global.gc !== 'function') {
+if (((!rssOnly && !alloc) || process.argv.includes('--survivors')) && typeof global.gc !== 'function') {
   process.stderr.write('run with node --expose-gc\n');
   process.exit(2);
 }
 const n = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 2000);
 const useRedis = process.argv.includes('--redis');
 const walk = process.argv.includes('--retainers');
+const warm = process.argv.includes('--warm');
+const survivors = process.argv.includes('--survivors');
 const top = Number(process.argv.find((a) => a.startsWith('--top='))?.slice(6) ?? 25);
 const mode = useRedis ? 'Redis' : 'embedded';
 const ORIGIN = 'http://bench.example';
@@ -75,7 +78,7 @@ try {
     });
   const spec = { kind: 'idle', host: '127.0.0.1', port: gateway.port, path: '/api/ws/agent', headers: { Origin: ORIGIN }, body: 'x' };
   /** Opens `n` more idle sockets; resolves with how many of them opened. */
-  const openProbes = async () => (await ask({ cmd: 'prepare', ...spec, conns: n, append: true, tokenPrefix: 'probe' }, 'ready')).opened - 10;
+  const openProbes = async (already = 10) => (await ask({ cmd: 'prepare', ...spec, conns: n, append: true, tokenPrefix: 'probe' }, 'ready')).opened - already;
   // A few sockets first, so one-off structures (maps, code) exist before the baseline.
   await ask({ cmd: 'prepare', ...spec, conns: 10, tokenPrefix: 'warm' }, 'ready');
 
@@ -85,9 +88,12 @@ try {
     await session.post('HeapProfiler.startSampling', {
       samplingInterval: 256,
       includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
+      // --survivors: what outlived a scavenge (kept, or promoted and collected by a full GC later).
+      includeObjectsCollectedByMinorGC: !survivors,
     });
     const opened = await openProbes();
+    // Garbage still in the young generation is not "collected" yet: scavenge it away first.
+    if (survivors) for (let i = 0; i < 2; i++) global.gc({ type: 'minor' });
     const { profile } = await session.post('HeapProfiler.stopSampling');
     session.disconnect();
     reportAlloc(opened, profile);
@@ -95,8 +101,17 @@ try {
     await gateway.shutdown();
   } else if (rssOnly) {
     await new Promise((r) => setTimeout(r, 300));
+    if (warm) {
+      // As run.mjs' warm figure: N opened and closed, N reopened, then the N measured on top.
+      await openProbes();
+      await new Promise((r) => setTimeout(r, 1500));
+      await ask({ cmd: 'stop' }, 'done');
+      await new Promise((r) => setTimeout(r, 1500));
+      await ask({ cmd: 'prepare', ...spec, conns: n + 10, tokenPrefix: 'reopen' }, 'ready');
+      await new Promise((r) => setTimeout(r, 1500));
+    }
     const start = memory();
-    const opened = await openProbes();
+    const opened = await openProbes(warm ? n + 10 : 10);
     await new Promise((r) => setTimeout(r, 1500));
     reportRss(opened, start, memory());
     await ask({ cmd: 'stop' }, 'done');
@@ -121,7 +136,7 @@ process.exit(0);
 function reportRss(opened, start, end) {
   const per = (k) => `${Math.round((end[k] - start[k]) / opened).toLocaleString('en-US').padStart(7)} B`;
   const mib = (b) => (b / 2 ** 20).toFixed(1);
-  process.stdout.write(`${opened} idle sockets (${mode} mode), RSS growth per socket, no forced GC:\n`);
+  process.stdout.write(`${opened} idle sockets (${mode} mode${warm ? ', warm' : ''}), RSS growth per socket, no forced GC:\n`);
   process.stdout.write(`${per('rss')}  RSS\n`);
   process.stdout.write(`${per('young')}  V8 young generation pages (resident ${mib(start.young)} -> ${mib(end.young)} MiB)\n`);
   process.stdout.write(`${per('old')}  V8 old generation, code and large-object pages\n`);
@@ -143,7 +158,9 @@ function reportAlloc(opened, profile) {
     for (const child of node.children) visit(child, [...callers, node.callFrame.functionName || '(anonymous)']);
   };
   visit(profile.head, []);
-  process.stdout.write(`${opened} upgrades (${mode} mode): ${Math.round(total / opened).toLocaleString('en-US')} B allocated per upgrade (sampled, garbage included)\n`);
+  process.stdout.write(
+    `${opened} upgrades (${mode} mode): ${Math.round(total / opened).toLocaleString('en-US')} B ${survivors ? 'outlived a scavenge' : 'allocated'} per upgrade (sampled, ${survivors ? 'promoted garbage' : 'garbage'} included)\n`,
+  );
   process.stdout.write('   B/upgrade  allocated in < called by < ...\n');
   for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     process.stdout.write(`${Math.round(bytes / opened).toString().padStart(11)}  ${key}\n`);
