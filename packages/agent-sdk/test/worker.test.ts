@@ -82,6 +82,25 @@ describe('AgentWorker with a real Redis', () => {
     await waitFor(async () => (await client.xlen(keys.agentRequests('echo'))) === 0);
   });
 
+  it('sends a reply the handler returns as a plain value, and logs a handler that throws at once', async () => {
+    fresh('w-plain');
+    const { bus, replies } = await gatewayBus('r1');
+    const errors: unknown[] = [];
+    const log: Logger = { ...silent, error: (obj) => errors.push(obj), child: () => log };
+    await startWorker('plain', (r) => {
+      if (r.message === 'm2') throw new Error('no m2');
+      return r.message.toUpperCase();
+    }, { log });
+    await bus.publish(req(1, 'plain'));
+    await bus.publish(req(2, 'plain'));
+    await bus.publish(req(3, 'plain'));
+    await waitFor(() => replies.length === 2 && errors.length === 1);
+    expect(replies.map((r) => [r.requestId, r.message]).sort()).toEqual([
+      ['q1', 'M1'],
+      ['q3', 'M3'],
+    ]);
+  });
+
   it('streams chunks in the order the handler yields them, the last with done', async () => {
     fresh('w-chunks');
     const { bus, replies } = await gatewayBus('r1');
