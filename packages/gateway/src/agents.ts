@@ -13,7 +13,7 @@ import { MemoryAgentBus } from '@wsgw/memory';
 import { createRedisClient, RedisAgentBus, type RedisClient, type RedisKeys } from '@wsgw/redis';
 
 /** The agents this process serves itself: WEBSOCKET_BUILTIN_AGENTS plus the embedder's own. */
-export function inProcessAgents(
+function inProcessAgents(
   config: Config,
   extraAgents: Readonly<Record<string, AgentHandler>> = {},
 ): Array<[string, AgentHandler]> {
@@ -42,13 +42,12 @@ export function memoryAgentBus(
  */
 export class SplitAgentBus implements AgentBus {
   constructor(
-    private readonly local: AgentBus,
-    private readonly localTypes: ReadonlySet<string>,
+    private readonly local: MemoryAgentBus,
     private readonly remote: AgentBus,
   ) {}
 
   publish(request: AgentRequest): PublishResult | Promise<PublishResult> {
-    return (this.localTypes.has(request.agentType) ? this.local : this.remote).publish(request);
+    return (this.local.serves(request.agentType) ? this.local : this.remote).publish(request);
   }
 
   onReply(handler: (reply: AgentReply) => void): void {
@@ -93,7 +92,5 @@ export function redisAgents(config: Config, log: Logger, options: RedisAgentsOpt
   // most AGENT_MAX_QUEUE per type); while they work, their requests count in websocket.requests.pending.
   options.metrics.observeAgentQueues(() => streams.queueDepths());
   streams.start();
-  const local = memoryAgentBus(config, busLog, options.extraAgents);
-  const localTypes = new Set(inProcessAgents(config, options.extraAgents).map(([name]) => name));
-  return new SplitAgentBus(local, localTypes, streams);
+  return new SplitAgentBus(memoryAgentBus(config, busLog, options.extraAgents), streams);
 }

@@ -39,6 +39,11 @@ export class MemoryAgentBus implements AgentBus {
     this.handlers.set(agentType, handler);
   }
 
+  /** Whether a handler for `agentType` is registered here. */
+  serves(agentType: string): boolean {
+    return this.handlers.has(agentType);
+  }
+
   onReply(handler: (reply: AgentReply) => void): void {
     this.replyHandlers.push(handler);
   }
