@@ -54,7 +54,7 @@ const plan = {
   throughput: { conns: Number(args.conns ?? (quick ? 20 : 100)), inflight: Number(args.inflight ?? 8) },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
-  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5, settleMaxS: quick ? 3 : 15 },
+  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5, steadyS: quick ? 0.5 : 3, settleMaxS: quick ? 3 : 20 },
   // One user far over 10/s; the per-minute limit is huge only so that the socket is not closed
   // with 1008 for its many denials (CONTRACT §5) while we count what the denials cost.
   limited: { conns: 1, inflight: 8, perSecond: 10, perMinute: 1_000_000_000 },
@@ -543,7 +543,7 @@ async function runIdle(server, target, spec) {
   const first = await closeIdle(active);
   if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(first.failures)}`);
 
-  const settled = await settle(pid, socketsBefore, spec.settleMaxS);
+  const settled = await settle(pid, socketsBefore, spec.settleMaxS, spec.steadyS);
   const rssClosed = rssBytes(pid);
   active = await prepare(split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}c` })));
   const reopened = active.reduce((n, w) => n + w.lastReady.opened, 0);
@@ -599,9 +599,10 @@ async function closeIdle(active) {
 
 /**
  * Waits until the server holds no more sockets than `sockets` and its RSS moved less than
- * STEADY_BYTES over two consecutive 250 ms samples, or `maxS` ran out.
+ * STEADY_BYTES between 250 ms samples for `steadyS`, or `maxS` ran out. A gateway's RSS may still
+ * drop seconds after the close (a full GC that V8 starts once allocation stops, returning pages).
  */
-async function settle(pid, sockets, maxS) {
+async function settle(pid, sockets, maxS, steadyS) {
   const STEADY_BYTES = 64 * 1024;
   const t0 = performance.now();
   let last = rssBytes(pid);
@@ -612,7 +613,7 @@ async function settle(pid, sockets, maxS) {
     const quiet = socketCount(pid) <= sockets && Math.abs(rss - last) < STEADY_BYTES;
     steadySamples = quiet ? steadySamples + 1 : 0;
     last = rss;
-    if (steadySamples >= 2) return { seconds: (performance.now() - t0) / 1000, steady: true };
+    if (steadySamples * 0.25 >= steadyS) return { seconds: (performance.now() - t0) / 1000, steady: true };
   }
   return { seconds: (performance.now() - t0) / 1000, steady: false };
 }
