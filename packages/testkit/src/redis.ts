@@ -80,8 +80,45 @@ export interface RedisServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startRedisServer(options: { port?: number; args?: string[] } = {}): Promise<RedisServerProcess> {
-  const port = options.port ?? (await freePort());
+export interface RedisServerOptions {
+  /** A fixed port; otherwise a free one (and another one if redis-server cannot bind it). */
+  port?: number;
+  /**
+   * A Redis Cluster node: its cluster bus gets a free port of its own (`cluster-port`), rather than
+   * redis' default of port + 10000, which can be a port a client connection is using.
+   */
+  clusterNode?: boolean;
+}
+
+/** redis-server on 127.0.0.1, nothing saved; a port taken between picking and binding is retried. */
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    const args = options.clusterNode ? await clusterNodeArgs() : [];
+    try {
+      return await startRedisServerOn(port, args);
+    } catch (err) {
+      if (options.port !== undefined || attempt >= 3 || !(err instanceof RedisExitedAtStart)) throw err;
+    }
+  }
+}
+
+async function clusterNodeArgs(): Promise<string[]> {
+  return [
+    '--cluster-enabled',
+    'yes',
+    '--cluster-port',
+    String(await freePort()),
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-node-timeout',
+    '2000',
+  ];
+}
+
+class RedisExitedAtStart extends Error {}
+
+async function startRedisServerOn(port: number, args: string[]): Promise<RedisServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'wsgw-redis-'));
   const clients: Redis[] = [];
   let child: ChildProcess | undefined;
@@ -99,14 +136,19 @@ export async function startRedisServer(options: { port?: number; args?: string[]
         'no',
         '--dir',
         dir,
-        ...(options.args ?? []),
+        ...args,
       ]),
       { stdio: 'ignore' },
     );
     registerChild(child);
-    await waitForPing(port);
+    await waitForPing(port, child);
   };
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
 
   const kill = async () => {
     const c = child;
@@ -153,11 +195,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterProces
   const servers: RedisServerProcess[] = [];
   for (let i = 0; i < masters; i++) {
     // nodes.conf lands in the server's own temporary --dir.
-    servers.push(
-      await startRedisServer({
-        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'],
-      }),
-    );
+    servers.push(await startRedisServer({ clusterNode: true }));
   }
   const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
@@ -218,16 +256,35 @@ async function startRedisContainer(): Promise<TestRedis | undefined> {
   }
 }
 
-async function waitForPing(port: number): Promise<void> {
+/**
+ * Until this server answers; fails at once if it exited (say, its port was taken meanwhile), and
+ * does not take another process' Redis on that port for it (`process_id` must be the child's).
+ */
+async function waitForPing(port: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
   for (;;) {
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    if (exited()) {
+      throw new RedisExitedAtStart(`redis-server on port ${port} exited at start (${child.exitCode ?? child.signalCode})`);
+    }
+    const probe = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 1000,
+      commandTimeout: 1000,
+    });
     probe.on('error', () => {});
     try {
       await probe.connect();
-      await probe.ping();
+      const info = await probe.info('server');
       probe.disconnect();
-      return;
+      if (info.includes(`process_id:${child.pid}\r\n`)) return;
+      // Someone else's Redis: ours cannot bind the port and is exiting, or is about to.
+      if (Date.now() > deadline) throw new Error(`port ${port} answers as another redis-server`);
+      await new Promise((r) => setTimeout(r, 50));
     } catch {
       probe.disconnect();
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
