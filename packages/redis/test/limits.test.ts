@@ -94,6 +94,43 @@ describe('RedisConnectionLeases, two replicas on one Redis', () => {
     expect(await admin.zscore(redisKeys(prefix).slotsAll(), 'a1')).not.toBeNull();
   });
 
+  it('decides a turn of acquisitions in one script call, in order, against both limits (a repeated id only renews), and releases a turn in one call', async () => {
+    const prefix = uniquePrefix('acquire-batch');
+    const keys = redisKeys(prefix);
+    const { leases } = await redisLeases(prefix); // 2 per user, 3 in all
+    const asked: Array<[string, string]> = [
+      ['x1', 'u'],
+      ['x2', 'u'],
+      ['x3', 'u'],
+      ['x4', 'v'],
+      ['x5', 'w'],
+      ['x1', 'u'],
+    ];
+    const decisions = await Promise.all(asked.map(([id, user]) => leases.acquire(id, user)));
+    expect(leases.stats).toMatchObject({ acquireCalls: 1, acquisitions: 6 });
+    expect(decisions.map((d) => (d.granted ? 'granted' : d.reason))).toEqual([
+      'granted',
+      'granted',
+      'user_connection_limit',
+      'granted',
+      'global_connection_limit',
+      'granted',
+    ]);
+    const admin = redis.admin();
+    expect((await admin.zrange(keys.slotsAll(), 0, -1)).sort()).toEqual(['x1', 'x2', 'x4']);
+    expect((await admin.zrange(keys.slotsOfUser('u'), 0, -1)).sort()).toEqual(['x1', 'x2']);
+    expect(await admin.pttl(keys.slotsOfUser('v'))).toBeGreaterThan(29_000);
+    expect(leases.heldCount).toBe(3);
+
+    // The turn's releases go in one call too (x3 was never granted: releasing it is harmless).
+    await Promise.all([leases.release('x1', 'u'), leases.release('x3', 'u'), leases.release('x4', 'v')]);
+    expect(leases.stats).toMatchObject({ releaseCalls: 1, releases: 3 });
+    expect(await admin.zrange(keys.slotsAll(), 0, -1)).toEqual(['x2']);
+    expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['x2']);
+    expect(await admin.exists(keys.slotsOfUser('v'))).toBe(0);
+    expect(leases.heldCount).toBe(1);
+  });
+
   it('reports slots it lost to a takeover and re-registers everything after Redis forgot it', async () => {
     const prefix = uniquePrefix('lost');
     const keys = redisKeys(prefix);

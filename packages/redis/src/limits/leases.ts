@@ -22,10 +22,21 @@ const GRANTED: SlotDecision = Object.freeze({ granted: true });
 const GLOBAL_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'global_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
 const USER_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'user_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
 
+/** Acquisitions per script call at most (a storm's turn beyond it takes several calls). */
+const MAX_ACQUISITIONS_PER_CALL = 500;
+
+interface PendingSlot {
+  connectionId: string;
+  userId: string;
+  resolve: (decision: SlotDecision) => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * Connection slots as leases in Redis (docs/REDIS.md): a slot is a member of two sorted sets
  * (all slots, the user's slots) scored by its expiry in Redis TIME. `slots_acquire` reaps expired
- * members, checks both limits and takes the slot in one step, keyed by connection id. This
+ * members, checks both limits and takes the slot in one step, keyed by connection id, for every
+ * acquisition of an event-loop turn at once. This
  * replica renews what it holds every third of a lease, so a crashed replica's slots run out by
  * themselves; a renewal that finds a slot gone (it was paused past its lease and the slot was
  * reaped) reports the connection as lost.
@@ -42,8 +53,15 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private readonly lostHandlers: Array<(ids: string[]) => void> = [];
   private readonly intervalMs: number;
   private readonly batchSize: number;
-  /** slots_acquire's ARGV after the connection id (lease ms, per-user and global limits), as sent. */
+  /** slots_acquire's first ARGV (lease ms, per-user and global limits), as sent. */
   private readonly acquireLimits: [string, string, string];
+  /** Acquisitions waiting for this turn's `slots_acquire` call. */
+  private acquiring: PendingSlot[] = [];
+  /** Releases waiting for this turn's `slots_release` call, and that call's promise. */
+  private releasing: Array<[string, string]> = [];
+  private releaseTurn: Promise<void> | undefined;
+  /** Counters a test or benchmark can read: script calls versus acquisitions and releases. */
+  readonly stats = { acquireCalls: 0, acquisitions: 0, releaseCalls: 0, releases: 0 };
   private timer: NodeJS.Timeout | undefined;
   private expectedAt = 0;
   /** This process stopped running long enough that its leases may have run out (SIGSTOP, stall). */
@@ -79,30 +97,66 @@ export class RedisConnectionLeases implements ConnectionLeases {
   }
 
   /**
-   * Not an async function: one `then` (and one closure) per upgrade instead of an async frame,
-   * a throwaway await promise and a numeric-argument conversion per call (see docs/BENCHMARKS.md,
-   * "Memory per idle socket": what an upgrade allocates makes the heap grow).
+   * Acquisitions asked for during one event-loop turn go to Redis in one `slots_acquire` call,
+   * decided in the order asked (an upgrade storm costs a round trip per turn, not per upgrade).
    */
   acquire(connectionId: string, userId: string): Promise<SlotDecision> {
-    const { keys } = this.options;
-    let call: Promise<number>;
-    try {
-      call = this.client.wsgwSlotsAcquire(keys.slotsAll(), keys.slotsOfUser(userId), connectionId, ...this.acquireLimits);
-    } catch (err) {
-      return this.failedCall(err);
-    }
-    return call.then((code) => {
-      if (code !== 0) return code === 1 ? GLOBAL_LIMIT : USER_LIMIT;
-      this.held.set(connectionId, userId);
-      return GRANTED;
-    }, this.failedCall);
+    return new Promise((resolve, reject) => {
+      this.acquiring.push({ connectionId, userId, resolve, reject });
+      if (this.acquiring.length === 1) setImmediate(this.flushAcquisitions);
+    });
   }
 
-  /** Reports a failed call to health and fails with its error (the failover wrapper decides). */
-  private readonly failedCall = (err: unknown): Promise<never> => {
-    this.health.failed(err);
-    return Promise.reject(err);
+  private readonly flushAcquisitions = (): void => {
+    const pending = this.acquiring;
+    this.acquiring = [];
+    for (let i = 0; i < pending.length; i += MAX_ACQUISITIONS_PER_CALL) {
+      void this.acquireBatch(pending.slice(i, i + MAX_ACQUISITIONS_PER_CALL));
+    }
   };
+
+  private async acquireBatch(batch: PendingSlot[]): Promise<void> {
+    const { keys } = this.options;
+    const userKeyIndex = new Map<string, number>();
+    const userKeys: string[] = [];
+    const perAcquisition: string[] = [];
+    for (const p of batch) {
+      let k = userKeyIndex.get(p.userId);
+      if (k === undefined) {
+        userKeys.push(keys.slotsOfUser(p.userId));
+        k = userKeys.length + 1; // KEYS[1] is every slot; users' keys follow
+        userKeyIndex.set(p.userId, k);
+      }
+      perAcquisition.push(p.connectionId, String(k));
+    }
+    this.stats.acquireCalls++;
+    this.stats.acquisitions += batch.length;
+    let codes: number[];
+    try {
+      codes = await this.client.wsgwSlotsAcquire(
+        1 + userKeys.length,
+        keys.slotsAll(),
+        ...userKeys,
+        ...this.acquireLimits,
+        ...perAcquisition,
+      );
+    } catch (err) {
+      // Every acquisition of the call fails alike; the failover wrapper decides for each.
+      this.health.failed(err);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i] as PendingSlot;
+      const code = Number(codes[i]);
+      if (code === 0) {
+        this.held.set(p.connectionId, p.userId);
+        p.resolve(GRANTED);
+      } else {
+        p.resolve(code === 1 ? GLOBAL_LIMIT : USER_LIMIT);
+      }
+    }
+  }
 
   /** Holds a slot granted while Redis was unreachable; the next restore registers it. */
   adopt(connectionId: string, userId: string): void {
@@ -110,20 +164,43 @@ export class RedisConnectionLeases implements ConnectionLeases {
     this.adopted.add(connectionId);
   }
 
-  async release(connectionId: string, userId: string): Promise<void> {
+  /**
+   * Releases of one event-loop turn go to Redis in one `slots_release` call. Never rejects: a
+   * release that cannot reach Redis is kept and retried by the next sync (the lease would free the
+   * slot anyway).
+   */
+  release(connectionId: string, userId: string): Promise<void> {
     this.held.delete(connectionId);
     this.adopted.delete(connectionId);
     if (this.health.isDown()) {
       this.unreleased.set(connectionId, userId);
-      return;
+      return Promise.resolve();
     }
-    const { keys } = this.options;
-    try {
-      await this.client.wsgwSlotsRelease(keys.slotsAll(), keys.slotsOfUser(userId), connectionId);
-    } catch (err) {
-      this.unreleased.set(connectionId, userId);
-      this.health.failed(err);
-    }
+    this.releasing.push([connectionId, userId]);
+    this.releaseTurn ??= new Promise((resolve) => {
+      setImmediate(() => {
+        this.releaseTurn = undefined;
+        resolve(this.releaseQueued());
+      });
+    });
+    return this.releaseTurn;
+  }
+
+  private async releaseQueued(): Promise<void> {
+    const entries = this.releasing;
+    this.releasing = [];
+    await Promise.all(
+      [...this.batches(entries)].map(async (batch) => {
+        this.stats.releaseCalls++;
+        this.stats.releases += batch.length;
+        try {
+          await this.client.wsgwSlotsRelease(...this.batchArgs(batch));
+        } catch (err) {
+          for (const [id, userId] of batch) this.unreleased.set(id, userId);
+          this.health.failed(err);
+        }
+      }),
+    );
   }
 
   onLost(handler: (connectionIds: string[]) => void): void {
@@ -217,7 +294,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
     // Adopted slots are not in Redis yet: absent there means "not registered", not "lost".
     const registered = [...this.held].filter(([id]) => !this.adopted.has(id));
     for (const batch of this.batches(registered)) {
-      const ids = await this.client.wsgwSlotsRefresh(...this.batchArgs(batch));
+      const ids = await this.client.wsgwSlotsRefresh(...this.batchArgs(batch, this.options.leaseMs));
       for (const id of ids) {
         // Released while the call was out: not lost, just gone.
         if (this.held.delete(id)) lost.push(id);
@@ -232,31 +309,28 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private async restore(entries: Array<[string, string]>): Promise<void> {
     let missing = 0;
     for (const batch of this.batches(entries)) {
-      missing += await this.client.wsgwSlotsRestore(...this.batchArgs(batch));
+      missing += await this.client.wsgwSlotsRestore(...this.batchArgs(batch, this.options.leaseMs));
       for (const [id] of batch) this.adopted.delete(id);
     }
     this.log.info({ held: this.held.size, restored: entries.length, missing }, 'connection slots re-registered in redis');
   }
 
   private async flushReleases(): Promise<void> {
-    const { keys } = this.options;
-    const entries = [...this.unreleased];
-    await Promise.all(
-      entries.map(async ([id, userId]) => {
-        await this.client.wsgwSlotsRelease(keys.slotsAll(), keys.slotsOfUser(userId), id);
-        this.unreleased.delete(id);
-      }),
-    );
+    for (const batch of this.batches([...this.unreleased])) {
+      await this.client.wsgwSlotsRelease(...this.batchArgs(batch));
+      for (const [id] of batch) this.unreleased.delete(id);
+    }
   }
 
   private *batches(entries: Array<[string, string]>): Generator<Array<[string, string]>> {
     for (let i = 0; i < entries.length; i += this.batchSize) yield entries.slice(i, i + this.batchSize);
   }
 
-  private batchArgs(batch: Array<[string, string]>): [number, ...Array<string | number>] {
+  /** Key count, every slot, one user key per entry, then `before` and one connection id per entry. */
+  private batchArgs(batch: Array<[string, string]>, ...before: number[]): [number, ...Array<string | number>] {
     const { keys } = this.options;
     const userKeys = batch.map(([, userId]) => keys.slotsOfUser(userId));
     const ids = batch.map(([id]) => id);
-    return [1 + batch.length, keys.slotsAll(), ...userKeys, this.options.leaseMs, ...ids];
+    return [1 + batch.length, keys.slotsAll(), ...userKeys, ...before, ...ids];
   }
 }

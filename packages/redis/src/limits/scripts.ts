@@ -5,17 +5,14 @@ import type { RedisClient } from '../client.js';
 /** The limits' Lua scripts (src/lua/slots_*.lua, rate_*.lua), registered once per client. */
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** See src/lua/slots_acquire.lua: 0 granted, 1 global limit, 2 user limit. */
-    wsgwSlotsAcquire(
-      all: string,
-      user: string,
-      connectionId: string,
-      leaseMs: number | string,
-      maxPerUser: number | string,
-      maxGlobal: number | string,
-    ): Result<number, Context>;
-    /** See src/lua/slots_release.lua. */
-    wsgwSlotsRelease(all: string, user: string, connectionId: string): Result<number, Context>;
+    /**
+     * See src/lua/slots_acquire.lua: `numKeys` keys (all slots, then one per user), the lease ms and
+     * both limits, then a connection id and its user's key index per acquisition; returns a code per
+     * acquisition (0 granted, 1 global limit, 2 user limit).
+     */
+    wsgwSlotsAcquire(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number[], Context>;
+    /** See src/lua/slots_release.lua: `numKeys` keys (all slots, one user key per entry), then one connection id per entry. */
+    wsgwSlotsRelease(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number, Context>;
     /** See src/lua/slots_refresh.lua: `numKeys` keys, then lease ms and one connection id per user key. */
     wsgwSlotsRefresh(numKeys: number, ...keysThenArgs: Array<string | number>): Result<string[], Context>;
     /** See src/lua/slots_restore.lua: same shape as refresh; returns how many were missing. */
@@ -33,9 +30,9 @@ const defined = new WeakSet<object>();
 export function defineLimitScripts(client: RedisClient): void {
   if (defined.has(client)) return;
   defined.add(client);
-  client.defineCommand('wsgwSlotsAcquire', { numberOfKeys: 2, lua: lua('slots_acquire') });
-  client.defineCommand('wsgwSlotsRelease', { numberOfKeys: 2, lua: lua('slots_release') });
   // Batches: the caller passes the key count first (one key per entry, all in one hash tag).
+  client.defineCommand('wsgwSlotsAcquire', { lua: lua('slots_acquire') });
+  client.defineCommand('wsgwSlotsRelease', { lua: lua('slots_release') });
   client.defineCommand('wsgwSlotsRefresh', { lua: lua('slots_refresh') });
   client.defineCommand('wsgwSlotsRestore', { lua: lua('slots_restore') });
   client.defineCommand('wsgwRateConsume', { lua: lua('rate_consume') });
