@@ -543,17 +543,19 @@ async function runIdle(server, target, spec) {
   const first = await closeIdle(active);
   if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(first.failures)}`);
 
-  const settled = await settle(pid, socketsBefore, spec.settleMaxS, spec.steadyS);
+  const settled = await settle(pid, (n) => n <= socketsBefore, spec.settleMaxS, spec.steadyS);
   const rssClosed = rssBytes(pid);
   active = await prepare(split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}c` })));
   const reopened = active.reduce((n, w) => n + w.lastReady.opened, 0);
-  await sleep(spec.settleS * 1000);
+  // Both readings of the warm figure are taken once RSS is steady: a collection that returns
+  // pages between them (V8 starts one once allocation stops) otherwise lands in the figure.
+  await settle(pid, (n) => n >= socketsBefore + reopened, spec.settleMaxS, spec.steadyS);
   const rssReopen = rssBytes(pid);
   const t2 = performance.now();
   active = await openMoreIdle(spec, active, spec.conns, 'd');
   const warmConnectS = (performance.now() - t2) / 1000;
   const warmOpened = active.reduce((n, w) => n + w.lastReady.opened, 0) - reopened;
-  await sleep(spec.settleS * 1000);
+  await settle(pid, (n) => n >= socketsBefore + reopened + warmOpened, spec.settleMaxS, spec.steadyS);
   const rssWarm = rssBytes(pid);
   const again = await closeIdle(active);
   if (reopened < spec.conns || warmOpened < spec.conns) {
@@ -598,11 +600,11 @@ async function closeIdle(active) {
 }
 
 /**
- * Waits until the server holds no more sockets than `sockets` and its RSS moved less than
+ * Waits until the server's socket count satisfies `socketsOk` and its RSS moved less than
  * STEADY_BYTES between 250 ms samples for `steadyS`, or `maxS` ran out. A gateway's RSS may still
- * drop seconds after the close (a full GC that V8 starts once allocation stops, returning pages).
+ * drop seconds after a burst (a full GC that V8 starts once allocation stops, returning pages).
  */
-async function settle(pid, sockets, maxS, steadyS) {
+async function settle(pid, socketsOk, maxS, steadyS) {
   const STEADY_BYTES = 64 * 1024;
   const t0 = performance.now();
   let last = rssBytes(pid);
@@ -610,7 +612,7 @@ async function settle(pid, sockets, maxS, steadyS) {
   while (performance.now() - t0 < maxS * 1000) {
     await sleep(250);
     const rss = rssBytes(pid);
-    const quiet = socketCount(pid) <= sockets && Math.abs(rss - last) < STEADY_BYTES;
+    const quiet = socketsOk(socketCount(pid)) && Math.abs(rss - last) < STEADY_BYTES;
     steadySamples = quiet ? steadySamples + 1 : 0;
     last = rss;
     if (steadySamples * 0.25 >= steadyS) return { seconds: (performance.now() - t0) / 1000, steady: true };
