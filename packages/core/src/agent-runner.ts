@@ -21,8 +21,11 @@ export function runAgentHandler(
   emit: (output: AgentOutput) => void,
 ): Promise<void> | undefined {
   const span = startAgentSpan(request.agentType, request.trace);
-  // No trace at all (telemetry off, or an unsampled connection): no context to enter, no span to end.
+  // No trace at all (telemetry off): no context to enter, no span to end.
   if (span.spanContext().traceId === INVALID_TRACEID) return runHandler(handler, request, emit);
+  // An unsampled trace (most connections): the handler runs inside its context, so its log lines
+  // name the trace, but there is nothing to record or end, so no async frame either.
+  if (!span.isRecording()) return context.with(agentContext(span), runHandler, undefined, handler, request, emit);
   return runTraced(span, handler, request, emit);
 }
 
