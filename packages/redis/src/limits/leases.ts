@@ -10,7 +10,7 @@ export interface RedisLeasesOptions {
   maxPerUser: number;
   maxGlobal: number;
   leaseMs: number;
-  /** Entries per heartbeat script call. */
+  /** Entries per script call (heartbeats, acquisitions, releases). */
   batchSize?: number;
 }
 
@@ -21,9 +21,6 @@ const LIMIT_RETRY_MS = 1000;
 const GRANTED: SlotDecision = Object.freeze({ granted: true });
 const GLOBAL_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'global_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
 const USER_LIMIT: SlotDecision = Object.freeze({ granted: false, reason: 'user_connection_limit', retryAfterMs: LIMIT_RETRY_MS });
-
-/** Acquisitions per script call at most (a storm's turn beyond it takes several calls). */
-const MAX_ACQUISITIONS_PER_CALL = 500;
 
 interface PendingSlot {
   connectionId: string;
@@ -53,8 +50,6 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private readonly lostHandlers: Array<(ids: string[]) => void> = [];
   private readonly intervalMs: number;
   private readonly batchSize: number;
-  /** slots_acquire's first ARGV (lease ms, per-user and global limits), as sent. */
-  private readonly acquireLimits: [string, string, string];
   /** Acquisitions waiting for this turn's `slots_acquire` call. */
   private acquiring: PendingSlot[] = [];
   /** Releases waiting for this turn's `slots_release` call, and that call's promise. */
@@ -80,7 +75,6 @@ export class RedisConnectionLeases implements ConnectionLeases {
     defineLimitScripts(client);
     this.intervalMs = Math.max(100, Math.floor(options.leaseMs / 3));
     this.batchSize = options.batchSize ?? 500;
-    this.acquireLimits = [String(options.leaseMs), String(options.maxPerUser), String(options.maxGlobal)];
     // After any failed call our renewals may not have landed: if Redis was away longer than a
     // lease, our slots were reaped by no fault of ours. Put them back rather than call them lost
     // (only a stall of this very process makes missing slots "lost").
@@ -110,36 +104,17 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private readonly flushAcquisitions = (): void => {
     const pending = this.acquiring;
     this.acquiring = [];
-    for (let i = 0; i < pending.length; i += MAX_ACQUISITIONS_PER_CALL) {
-      void this.acquireBatch(pending.slice(i, i + MAX_ACQUISITIONS_PER_CALL));
-    }
+    for (const batch of this.batches(pending)) void this.acquireBatch(batch);
   };
 
   private async acquireBatch(batch: PendingSlot[]): Promise<void> {
-    const { keys } = this.options;
-    const userKeyIndex = new Map<string, number>();
-    const userKeys: string[] = [];
-    const perAcquisition: string[] = [];
-    for (const p of batch) {
-      let k = userKeyIndex.get(p.userId);
-      if (k === undefined) {
-        userKeys.push(keys.slotsOfUser(p.userId));
-        k = userKeys.length + 1; // KEYS[1] is every slot; users' keys follow
-        userKeyIndex.set(p.userId, k);
-      }
-      perAcquisition.push(p.connectionId, String(k));
-    }
+    const { leaseMs, maxPerUser, maxGlobal } = this.options;
+    const entries = batch.map((p): [string, string] => [p.connectionId, p.userId]);
     this.stats.acquireCalls++;
     this.stats.acquisitions += batch.length;
     let codes: number[];
     try {
-      codes = await this.client.wsgwSlotsAcquire(
-        1 + userKeys.length,
-        keys.slotsAll(),
-        ...userKeys,
-        ...this.acquireLimits,
-        ...perAcquisition,
-      );
+      codes = await this.client.wsgwSlotsAcquire(...this.batchArgs(entries, leaseMs, maxPerUser, maxGlobal));
     } catch (err) {
       // Every acquisition of the call fails alike; the failover wrapper decides for each.
       this.health.failed(err);
@@ -322,7 +297,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
     }
   }
 
-  private *batches(entries: Array<[string, string]>): Generator<Array<[string, string]>> {
+  private *batches<T>(entries: T[]): Generator<T[]> {
     for (let i = 0; i < entries.length; i += this.batchSize) yield entries.slice(i, i + this.batchSize);
   }
 

@@ -6,9 +6,9 @@ import type { RedisClient } from '../client.js';
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     /**
-     * See src/lua/slots_acquire.lua: `numKeys` keys (all slots, then one per user), the lease ms and
-     * both limits, then a connection id and its user's key index per acquisition; returns a code per
-     * acquisition (0 granted, 1 global limit, 2 user limit).
+     * See src/lua/slots_acquire.lua: `numKeys` keys (all slots, one user key per entry), the lease ms
+     * and both limits, then one connection id per entry; returns a code per entry (0 granted,
+     * 1 global limit, 2 user limit).
      */
     wsgwSlotsAcquire(numKeys: number, ...keysThenArgs: Array<string | number>): Result<number[], Context>;
     /** See src/lua/slots_release.lua: `numKeys` keys (all slots, one user key per entry), then one connection id per entry. */
