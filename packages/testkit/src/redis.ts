@@ -262,11 +262,11 @@ async function startRedisContainer(): Promise<TestRedis | undefined> {
  */
 async function waitForPing(port: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
-  const exited = () => child.exitCode !== null || child.signalCode !== null;
   for (;;) {
-    if (exited()) {
+    if (child.exitCode !== null || child.signalCode !== null) {
       throw new RedisExitedAtStart(`redis-server on port ${port} exited at start (${child.exitCode ?? child.signalCode})`);
     }
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
     const probe = new Redis({
       port,
       host: '127.0.0.1',
@@ -279,17 +279,14 @@ async function waitForPing(port: number, child: ChildProcess): Promise<void> {
     probe.on('error', () => {});
     try {
       await probe.connect();
-      const info = await probe.info('server');
-      probe.disconnect();
-      if (info.includes(`process_id:${child.pid}\r\n`)) return;
-      // Someone else's Redis: ours cannot bind the port and is exiting, or is about to.
-      if (Date.now() > deadline) throw new Error(`port ${port} answers as another redis-server`);
-      await new Promise((r) => setTimeout(r, 50));
+      // Someone else's Redis on this port does not count: ours cannot bind it and will exit.
+      if ((await probe.info('server')).includes(`process_id:${child.pid}\r\n`)) return;
     } catch {
+      // Not up yet.
+    } finally {
       probe.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
-      await new Promise((r) => setTimeout(r, 50));
     }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
