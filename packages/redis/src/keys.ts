@@ -27,7 +27,8 @@ export function redisKeys(prefix: string, options: { rateShards?: number } = {})
     rateShardOf: (userId: string) => (rateShards === 1 ? 0 : fnv1a(userId) % rateShards),
     /**
      * LIST of one user's latest accepted message times (ms, Redis TIME), newest first, at most
-     * max(per-second, per-minute) long: exact sliding 1 s and 60 s windows.
+     * as long as the larger limit that can bind (src/lua/rate_consume.lua): exact sliding 1 s and
+     * 60 s windows.
      */
     rateLog: (shard: number, userId: string) => `${prefix}{rate:${shard}}:log:${userId}`,
 

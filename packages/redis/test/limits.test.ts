@@ -54,10 +54,10 @@ async function redisLeases(prefix: string, leaseMs = 30_000) {
   return { leases, health, client: c };
 }
 
-async function redisRates(prefix: string) {
+async function redisRates(prefix: string, perSecond = 5, perMinute = 8) {
   const c = await client();
   const health = new RedisHealth(c, quiet);
-  const rates = new RedisRateLimiter(c, health, { keys: redisKeys(prefix), perSecond: 5, perMinute: 8 });
+  const rates = new RedisRateLimiter(c, health, { keys: redisKeys(prefix), perSecond, perMinute });
   closers.push(async () => {
     await rates.close();
     health.close();
@@ -335,6 +335,43 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     const keys = redisKeys(prefix);
     const lengths = await Promise.all(['a', 'b', 'c'].map((u) => admin.llen(keys.rateLog(keys.rateShardOf(u), u))));
     expect(lengths).toEqual([5, 5, 3]);
+  });
+
+  it('answers the wait of the first window that refuses, not the longer one of a later decision', async () => {
+    // 1 per second, 2 per minute, three at once: the 1 s window refuses the second message (for
+    // ~1 s); the 60 s window would only refuse the third. Both denials wait for the 1 s window.
+    const rates = await redisRates(uniquePrefix('first-refusal'), 1, 2);
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => consumeRate(rates, 'u')));
+    expect(rates.stats.calls).toBe(1);
+    expect(a).toEqual({ allowed: true });
+    for (const d of [b, c]) {
+      expect(d?.allowed).toBe(false);
+      if (d?.allowed === false) expect(d.retryAfterMs).toBeLessThanOrEqual(1000);
+    }
+  });
+
+  it('reads and keeps only the window that can bind when the other one implies it', async () => {
+    const c = await client();
+    const keys = redisKeys(uniquePrefix('implied'));
+    const logLength = (user: string) => c.llen(keys.rateLog(keys.rateShardOf(user), user));
+    // 3 per second and 180 per minute: sixty 1 s windows hold at most 180, so only the 1 s window
+    // decides, and the log keeps 3 entries (not 180).
+    const perSecondOnly = await redisRates(keys.prefix, 3, 180);
+    const first = await Promise.all([1, 2, 3, 4].map(() => consumeRate(perSecondOnly, 's')));
+    expect(first.map((d) => d.allowed)).toEqual([true, true, true, false]);
+    const denied = first[3]!;
+    if (!denied.allowed) expect(denied.retryAfterMs).toBeLessThanOrEqual(1000);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const second = await Promise.all([1, 2, 3, 4].map(() => consumeRate(perSecondOnly, 's')));
+    expect(second.map((d) => d.allowed)).toEqual([true, true, true, false]);
+    expect(await logLength('s')).toBe(3);
+    // 9 per second and 4 per minute: the 60 s window decides alone; the log keeps 4 entries.
+    const perMinuteOnly = await redisRates(keys.prefix, 9, 4);
+    const minute = await Promise.all([1, 2, 3, 4, 5, 6].map(() => consumeRate(perMinuteOnly, 'm')));
+    expect(minute.map((d) => d.allowed)).toEqual([true, true, true, true, false, false]);
+    const refused = minute[4]!;
+    if (!refused.allowed) expect(refused.retryAfterMs).toBeGreaterThan(59_000);
+    expect(await logLength('m')).toBe(4);
   });
 
   it('records over a thousand acceptances of one user from one call (pushed in chunks)', async () => {

@@ -8,8 +8,8 @@
 -- The batch carries one key per distinct user, hence a varying key count; every key shares the
 -- {rate:<shard>} hash tag.
 --
--- KEYS[1..n]    one log per user   LIST of accepted times (ms), newest first, at most
---                                  max(ARGV[1], ARGV[2]) long
+-- KEYS[1..n]    one log per user   LIST of accepted times (ms), newest first, at most as long
+--                                  as the larger limit that can bind (see Cost)
 -- ARGV[1]       max messages per second
 -- ARGV[2]       max messages per minute
 -- ARGV[2 + k]   how many decisions of KEYS[k]'s user the batch holds, in the order they arrived
@@ -17,52 +17,55 @@
 --               (the first ones), and the ms until the others would be (0 when all are allowed)
 --
 -- Cost: a fixed number of commands per user per batch, however many of the user's messages the
--- batch holds (two LRANGEs of the entries that can decide them, one LPUSH, one PEXPIRE).
+-- batch holds: one LRANGE per window that can bind (of the entries that can decide them), one
+-- LPUSH, one PEXPIRE. A window that the other implies is not read: with perSecond >= perMinute no
+-- 1 s window can exceed perSecond unless a 60 s window exceeds perMinute, and with
+-- perMinute >= 60 * perSecond the sixty 1 s windows in any 60 s hold at most perMinute.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local perSecond = tonumber(ARGV[1])
 local perMinute = tonumber(ARGV[2])
-local cap = math.max(perSecond, perMinute)
+local checkSecond = perSecond < perMinute
+local checkMinute = perMinute < 60 * perSecond
+-- The log holds what the windows read: as many entries as the larger limit that can bind.
+local cap = 0
+if checkSecond then cap = perSecond end
+if checkMinute and perMinute > cap then cap = perMinute end
 
--- The log entries that can decide a user's decisions. After `a` acceptances in this batch (all
--- stamped `now`, pushed in front), the limit-th latest acceptance is entry limit-1-a of the log as
--- it was, or one of this batch's own when a >= limit. So entries limit-c .. limit-1 of the log
--- (c = the user's decisions here) are all that can matter.
-local function tail(key, limit, c)
+-- How many of a user's `c` decisions one window (`limit` messages in `span` ms) allows, and the
+-- ms until the first one it refuses would be allowed (0 when it allows all).
+-- After `a` acceptances in this batch (all stamped `now`, pushed in front), the limit-th latest
+-- acceptance is entry limit-1-a of the log as it was, or one of this batch's own when a >= limit.
+-- So entries limit-c .. limit-1 of the log are all that can matter. Entries are newest first:
+-- once one is inside the window, every later decision of the batch is refused too.
+local function window(key, limit, span, c)
   local from = limit - c
   if from < 0 then from = 0 end
-  return { from = from, entries = redis.call('LRANGE', key, from, limit - 1) }
-end
-
--- Ms until `nth` (the limit-th latest acceptance) leaves a window of `span` ms; 0 when it has.
-local function waitFor(range, limit, accepted, span)
-  local i = limit - 1 - accepted
-  local nth
-  if i < 0 then
-    nth = now
-  else
-    nth = range.entries[i - range.from + 1]
+  local entries = redis.call('LRANGE', key, from, limit - 1)
+  for a = 0, c - 1 do
+    local i = limit - 1 - a
+    local nth
+    if i < 0 then nth = now else nth = tonumber(entries[i - from + 1]) end
+    -- No such entry: fewer than `limit` acceptances so far, this decision passes.
+    if nth and nth > now - span then return a, nth + span - now end
   end
-  if not nth then return 0 end
-  nth = tonumber(nth)
-  if nth > now - span then return nth + span - now end
-  return 0
+  return c, 0
 end
 
 local results = {}
 for k = 1, #KEYS do
   local key = KEYS[k]
   local c = tonumber(ARGV[2 + k])
-  local second = tail(key, perSecond, c)
-  local minute = tail(key, perMinute, c)
-  local accepted = 0
-  local wait = 0
-  while accepted < c do
-    wait = waitFor(second, perSecond, accepted, 1000)
-    local minuteWait = waitFor(minute, perMinute, accepted, 60000)
-    if minuteWait > wait then wait = minuteWait end
-    if wait > 0 then break end
-    accepted = accepted + 1
+  local accepted, wait = c, 0
+  if checkSecond then accepted, wait = window(key, perSecond, 1000, c) end
+  if checkMinute then
+    local a, w = window(key, perMinute, 60000, c)
+    -- The first refused decision is the earlier of the two; both windows refuse it when equal.
+    if a < accepted then
+      accepted, wait = a, w
+    elseif a == accepted and w > wait then
+      wait = w
+    end
   end
   results[2 * k - 1] = accepted
   results[2 * k] = wait
