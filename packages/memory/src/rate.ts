@@ -58,13 +58,20 @@ class AcceptLog {
 export class MemoryRateLimiter implements MessageRateLimiter {
   private readonly logs = new Map<string, AcceptLog>();
   private readonly capacity: number;
+  private readonly checkSecond: boolean;
+  private readonly checkMinute: boolean;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly limits: RateLimits,
     private readonly clock: Clock = systemClock,
   ) {
-    this.capacity = Math.max(limits.perSecond, limits.perMinute, 1);
+    // A window the other implies is not checked, and the log only holds what the others need
+    // (the same rule as src/lua/rate_consume.lua in @wsgw/redis): with perSecond >= perMinute
+    // the 60 s window decides alone; with perMinute >= 60 * perSecond the 1 s window does.
+    this.checkSecond = limits.perSecond < limits.perMinute;
+    this.checkMinute = limits.perMinute < 60 * limits.perSecond;
+    this.capacity = Math.max(this.checkSecond ? limits.perSecond : 0, this.checkMinute ? limits.perMinute : 0, 1);
     // Forget users idle for a minute, so memory follows active users, not all users ever seen.
     this.sweeper = setInterval(() => this.forgetIdle(), MINUTE);
     this.sweeper.unref();
@@ -80,13 +87,17 @@ export class MemoryRateLimiter implements MessageRateLimiter {
     let retryAfterMs = 0;
     const { perSecond, perMinute } = this.limits;
     // The perSecond-th most recent acceptance must have left the 1 s window, likewise per minute.
-    const nthSecond = log.recent(perSecond);
-    if (perSecond <= 0) retryAfterMs = SECOND;
-    else if (nthSecond !== undefined && nthSecond > now - SECOND) retryAfterMs = nthSecond + SECOND - now;
-    const nthMinute = log.recent(perMinute);
-    if (perMinute <= 0) retryAfterMs = Math.max(retryAfterMs, MINUTE);
-    else if (nthMinute !== undefined && nthMinute > now - MINUTE) {
-      retryAfterMs = Math.max(retryAfterMs, nthMinute + MINUTE - now);
+    if (this.checkSecond) {
+      const nthSecond = log.recent(perSecond);
+      if (perSecond <= 0) retryAfterMs = SECOND;
+      else if (nthSecond !== undefined && nthSecond > now - SECOND) retryAfterMs = nthSecond + SECOND - now;
+    }
+    if (this.checkMinute) {
+      const nthMinute = log.recent(perMinute);
+      if (perMinute <= 0) retryAfterMs = Math.max(retryAfterMs, MINUTE);
+      else if (nthMinute !== undefined && nthMinute > now - MINUTE) {
+        retryAfterMs = Math.max(retryAfterMs, nthMinute + MINUTE - now);
+      }
     }
     if (retryAfterMs > 0) return { allowed: false, retryAfterMs };
     log.push(now);

@@ -119,3 +119,27 @@ describe('MemoryRateLimiter: memory follows traffic', () => {
     await limiter.close();
   });
 });
+
+describe('MemoryRateLimiter: a window the other implies is not checked', () => {
+  it('decides like checking both windows, whichever limit is larger', async () => {
+    // Against a brute-force check of both windows over every acceptance so far, with arrival
+    // gaps from 0 to 3 s (a deterministic sequence), for limits where either window is implied.
+    for (const [perSecond, perMinute] of [[3, 2], [5, 5], [2, 120], [2, 200], [4, 10]] as const) {
+      const clock = new FakeClock();
+      const limiter = new MemoryRateLimiter({ perSecond, perMinute }, clock);
+      const accepted: number[] = [];
+      let seed = 7;
+      for (let i = 0; i < 3000; i++) {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        clock.t += seed % 5 === 0 ? 0 : seed % 3000;
+        const now = clock.t;
+        const expected =
+          accepted.filter((t) => t > now - 1000).length < perSecond && accepted.filter((t) => t > now - 60_000).length < perMinute;
+        const decision = limiter.decide('u');
+        expect(decision.allowed, `${perSecond}/s ${perMinute}/min, message ${i}`).toBe(expected);
+        if (decision.allowed) accepted.push(now);
+      }
+      await limiter.close();
+    }
+  });
+});
