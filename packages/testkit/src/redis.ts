@@ -72,6 +72,8 @@ export interface RedisServerProcess {
   url: string;
   port: number;
   readonly pid: number;
+  /** Whether the process is running (not killed, or restarted since). */
+  readonly running: boolean;
   admin(): Redis;
   /** Stops the server (SIGKILL: nothing saved) and keeps the port for `restart`. */
   kill(): Promise<void>;
@@ -88,13 +90,15 @@ export interface RedisServerOptions {
    * redis' default of port + 10000, which can be a port a client connection is using.
    */
   clusterNode?: boolean;
+  /** A cluster node's `cluster-node-timeout` (ms); 2000 by default. */
+  clusterNodeTimeoutMs?: number;
 }
 
 /** redis-server on 127.0.0.1, nothing saved; a port taken between picking and binding is retried. */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerProcess> {
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
-    const args = options.clusterNode ? await clusterNodeArgs() : [];
+    const args = options.clusterNode ? await clusterNodeArgs(options.clusterNodeTimeoutMs ?? 2000) : [];
     try {
       return await startRedisServerOn(port, args);
     } catch (err) {
@@ -103,7 +107,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   }
 }
 
-async function clusterNodeArgs(): Promise<string[]> {
+async function clusterNodeArgs(nodeTimeoutMs: number): Promise<string[]> {
   return [
     '--cluster-enabled',
     'yes',
@@ -112,7 +116,10 @@ async function clusterNodeArgs(): Promise<string[]> {
     '--cluster-config-file',
     'nodes.conf',
     '--cluster-node-timeout',
-    '2000',
+    String(nodeTimeoutMs),
+    // A replica's first full sync starts at once, not after redis' default 5 s wait for others.
+    '--repl-diskless-sync-delay',
+    '0',
   ];
 }
 
@@ -163,6 +170,9 @@ async function startRedisServerOn(port: number, args: string[]): Promise<RedisSe
     get pid() {
       return child?.pid ?? -1;
     },
+    get running() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
     admin: () => track(clients, new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })),
     kill,
     restart: launch,
@@ -170,67 +180,6 @@ async function startRedisServerOn(port: number, args: string[]): Promise<RedisSe
       await closeAll(clients);
       await kill();
       rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** A local Redis Cluster: three masters started from redis-server, no replicas. */
-export interface RedisClusterProcess {
-  /** REDIS_URL naming the cluster (docs/REDIS.md: `?cluster=1&nodes=...`). */
-  url: string;
-  ports: number[];
-  /** A client to one master (for INFO etc.). */
-  nodeAdmin(port: number): Redis;
-  /**
-   * The redis-server of one master, to kill or restart. Its nodes.conf survives a kill, so a
-   * restarted node rejoins the cluster with its hash slots, but empty (nothing is saved).
-   */
-  node(port: number): RedisServerProcess;
-  /** Until every node says `cluster_state:ok` (after a restart, say). */
-  waitUntilOk(timeoutMs?: number): Promise<void>;
-  stop(): Promise<void>;
-}
-
-export async function startRedisCluster(masters = 3): Promise<RedisClusterProcess> {
-  const servers: RedisServerProcess[] = [];
-  for (let i = 0; i < masters; i++) {
-    // nodes.conf lands in the server's own temporary --dir.
-    servers.push(await startRedisServer({ clusterNode: true }));
-  }
-  const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
-    encoding: 'utf8',
-  });
-  if (created.status !== 0) {
-    await Promise.all(servers.map((s) => s.stop()));
-    throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
-  }
-  // Every node must agree the cluster is up before a client sees a consistent slot map.
-  const waitUntilOk = async (timeoutMs = 15_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (const server of servers) {
-      const admin = server.admin();
-      while (!(await admin.cluster('INFO').catch(() => '')).includes('cluster_state:ok')) {
-        if (Date.now() > deadline) throw new Error('local redis cluster did not reach cluster_state:ok');
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  };
-  await waitUntilOk();
-  const node = (port: number) => {
-    const server = servers.find((s) => s.port === port);
-    if (!server) throw new Error(`no cluster node on port ${port}`);
-    return server;
-  };
-  const [first, ...rest] = servers.map((s) => s.port);
-  return {
-    url: `redis://127.0.0.1:${first}?cluster=1&nodes=${rest.map((p) => `127.0.0.1:${p}`).join(',')}`,
-    ports: servers.map((s) => s.port),
-    nodeAdmin: (port) => node(port).admin(),
-    node,
-    waitUntilOk,
-    stop: async () => {
-      await Promise.all(servers.map((s) => s.stop()));
     },
   };
 }
