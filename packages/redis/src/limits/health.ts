@@ -165,22 +165,15 @@ export class RedisHealth {
       await client.ping();
       return;
     }
-    const ranges = (await client.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
-    const connected = new Map(client.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]));
-    const owners = new Set<Redis>();
-    let covered = 0;
-    for (const [from, to, [host, port]] of ranges) {
-      const owner = connected.get(`${host}:${port}`);
-      if (!owner) {
-        // Back after an outage, perhaps, but not in this client's node list until its slot map is
-        // refreshed (ioredis does so every 5 s on its own); ask for it now, the next probe sees it.
-        client.refreshSlotsCache();
-        throw new Error(`Redis Cluster master ${host}:${port} is not connected`);
-      }
-      owners.add(owner);
-      covered += to - from + 1;
+    let owners = await slotOwners(client);
+    if (typeof owners === 'string') {
+      // A master this client does not know (yet): a replica promoted by a failover, or a master
+      // back after an outage, which ioredis only learns from a MOVED reply or its 5 s refresh.
+      // Refresh the slot map now and look again: a failover that lost nothing is no outage.
+      await refreshSlotMap(client, SLOT_MAP_REFRESH_MS);
+      owners = await slotOwners(client);
+      if (typeof owners === 'string') throw new Error(owners);
     }
-    if (covered < CLUSTER_SLOTS) throw new Error(`Redis Cluster covers ${covered} of ${CLUSTER_SLOTS} hash slots`);
     await Promise.all([...owners].map((node) => node.ping()));
   }
 
@@ -193,6 +186,39 @@ export class RedisHealth {
 }
 
 const CLUSTER_SLOTS = 16_384;
+/** At most this long for a slot-map refresh (ioredis tries one node after another). */
+const SLOT_MAP_REFRESH_MS = 1000;
+
+/**
+ * The masters serving every hash slot, as `CLUSTER SLOTS` names them, if this client is connected
+ * to each; otherwise which one it is not connected to. Throws if some hash slot has no master.
+ */
+async function slotOwners(client: Cluster): Promise<Set<Redis> | string> {
+  const ranges = (await client.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
+  const connected = new Map(client.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]));
+  const owners = new Set<Redis>();
+  let covered = 0;
+  for (const [from, to, [host, port]] of ranges) {
+    const owner = connected.get(`${host}:${port}`);
+    if (!owner) return `Redis Cluster master ${host}:${port} is not connected`;
+    owners.add(owner);
+    covered += to - from + 1;
+  }
+  if (covered < CLUSTER_SLOTS) throw new Error(`Redis Cluster covers ${covered} of ${CLUSTER_SLOTS} hash slots`);
+  return owners;
+}
+
+/** Asks ioredis to reload its slot map; resolves when it has (or failed), or after `timeoutMs`. */
+function refreshSlotMap(client: Cluster, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    client.refreshSlotsCache(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 export function isTimeout(err: unknown): boolean {
   // ioredis' commandTimeout rejects with exactly this message.
