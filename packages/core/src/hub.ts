@@ -182,6 +182,7 @@ export class ConnectionHub {
     } catch (err) {
       result = this.publishFailed(err, connection, msg, span);
     }
+    this.pending.published();
     if (result instanceof Promise) {
       result
         .catch((err: unknown) => this.publishFailed(err, connection, msg, span))
