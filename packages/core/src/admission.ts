@@ -96,8 +96,11 @@ export class UpgradeAdmission {
   /**
    * One `ws.upgrade` span per call (continuing the client's `traceparent`), with the session and
    * slot checks as child spans and the origin check as an event.
+   *
+   * Not async itself: the checks run in one async frame (`check`), which records the outcome and
+   * ends the span as it returns. A second frame awaiting the first cost ~0.5 KB per upgrade.
    */
-  async admit(req: UpgradeRequest, abort: AbortFlag): Promise<Admission> {
+  admit(req: UpgradeRequest, abort: AbortFlag): Promise<Admission> {
     const parent = contextFromHeaders(req.traceparent, req.tracestate);
     const span = startServerSpan(SpanNames.upgrade, parent);
     if (span.isRecording()) {
@@ -105,144 +108,152 @@ export class UpgradeAdmission {
       span.setAttribute('client.address', req.remoteAddress);
       if (req.origin !== undefined) span.setAttribute(SpanAttr.origin, req.origin);
     }
-    try {
-      // Untraced (no SDK, no client trace): no context to make active, the span is a stand-in.
-      const admission = await (hasTrace(span)
-        ? context.with(trace.setSpan(parent, span), () => this.check(req, abort, span))
-        : this.check(req, abort, span));
-      if (span.isRecording()) recordOutcome(span, admission);
-      if (admission.admitted) admission.ticket.traceContext = span.spanContext();
-      return admission;
-    } catch (err) {
-      this.deps.metrics.connectionError(req.path, 'upgrade_failed');
-      failSpan(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
+    // Untraced (no SDK, no client trace): no context to make active, the span is a stand-in.
+    return hasTrace(span)
+      ? context.with(trace.setSpan(parent, span), () => this.check(req, abort, span))
+      : this.check(req, abort, span);
   }
 
   private async check(req: UpgradeRequest, abort: AbortFlag, span: Span): Promise<Admission> {
-    const { deps } = this;
-    const originAllowed = deps.origins.allowsUpgradeFrom(req.origin);
-    if (span.isRecording()) span.addEvent('origin.checked', { allowed: originAllowed });
-    if (!originAllowed) {
-      deps.log.warn(
-        { event: 'security.origin_rejected', origin: req.origin, path: req.path, ip: req.remoteAddress },
-        'upgrade refused: origin not allowed',
-      );
-      return this.reject(req, 'origin_not_allowed');
-    }
-
-    const token = req.token;
-    // Log lines after an await carry the span's ids themselves (no async context propagation).
-    const traced = traceLogFields(span);
-    if (token === undefined || token === '') {
-      this.logSessionInvalid(req, 'missing', undefined, traced);
-      return this.reject(req, 'session_invalid');
-    }
-    if (token.length > MAX_TOKEN_LENGTH) {
-      // No validator needs more; refusing early keeps hashing and lookups cheap for junk.
-      this.logSessionInvalid(req, 'too_long', undefined, traced);
-      return this.reject(req, 'session_invalid');
-    }
-    const tokenHash = tokenFingerprint(token);
-    if (span.isRecording()) span.setAttribute(SpanAttr.tokenHash, tokenHash);
-
-    if (deps.throttle) {
-      const verdict = await deps.throttle.allows(req.remoteAddress);
-      if (abort.aborted) return { admitted: false, rejection: null };
-      if (!verdict.allowed) {
-        deps.log.warn(
-          {
-            event: 'security.session_invalid',
-            reason: 'too_many_failures',
-            path: req.path,
-            ip: req.remoteAddress,
-            ...traced,
-          },
-          'upgrade refused: too many failed session checks from this address',
-        );
-        return this.reject(req, 'too_many_upgrades', verdict.retryAfterMs);
-      }
-    }
-
-    let result: SessionResult;
     try {
-      result = await (hasTrace(span)
-        ? inChildSpan(SpanNames.sessionValidate, span, async (child) => {
-            const r = await deps.sessions.validate(token);
-            if (child.isRecording()) {
-              child.setAttribute('wsgw.session.validator', deps.sessions.kind);
-              child.setAttribute('wsgw.session.valid', r.valid);
-            }
-            return r;
-          })
-        : deps.sessions.validate(token));
-    } catch (err) {
-      if (!(err instanceof SessionBackendUnavailableError)) {
-        deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
-      }
-      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
-    }
-    if (!result.valid) {
-      this.logSessionInvalid(req, result.reason, tokenHash, traced);
-      if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
-      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'session_invalid');
-    }
-    if (abort.aborted) return { admitted: false, rejection: null };
-
-    if (deps.isDraining()) return this.reject(req, 'draining');
-    if (deps.isUnavailable()) return this.reject(req, 'unavailable');
-
-    const { userId } = result.session;
-    const connectionId = this.connectionIds.nextFlat();
-    if (span.isRecording()) {
-      span.setAttribute(SpanAttr.userId, userId);
-      span.setAttribute(SpanAttr.connectionId, connectionId);
-    }
-    let decision;
-    try {
-      decision = await (hasTrace(span)
-        ? inChildSpan(SpanNames.slotAcquire, span, async (child) => {
-            const d = await deps.leases.acquire(connectionId, userId);
-            if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
-            return d;
-          })
-        : deps.leases.acquire(connectionId, userId));
-    } catch (err) {
-      deps.log.error({ err, path: req.path, user_id: userId, ...traced }, 'connection slot store failed');
-      // The call may have taken the slot before failing: give it back (idempotent by id).
-      await this.releaseQuietly(connectionId, userId);
-      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'unavailable');
-    }
-    if (!decision.granted) {
-      if (decision.reason !== 'unavailable') {
+      const { deps } = this;
+      const originAllowed = deps.origins.allowsUpgradeFrom(req.origin);
+      if (span.isRecording()) span.addEvent('origin.checked', { allowed: originAllowed });
+      if (!originAllowed) {
         deps.log.warn(
-          {
-            event: 'security.connection_limit',
-            reason: decision.reason,
-            path: req.path,
-            origin: req.origin,
-            user_id: userId,
-            token_hash: tokenHash,
-            ...traced,
-          },
-          'upgrade refused: connection limit',
+          { event: 'security.origin_rejected', origin: req.origin, path: req.path, ip: req.remoteAddress },
+          'upgrade refused: origin not allowed',
         );
+        return this.reject(span, req, 'origin_not_allowed');
       }
-      return abort.aborted
-        ? { admitted: false, rejection: null }
-        : this.reject(req, decision.reason, decision.retryAfterMs);
+
+      const token = req.token;
+      // Log lines after an await carry the span's ids themselves (no async context propagation).
+      const traced = traceLogFields(span);
+      if (token === undefined || token === '') {
+        this.logSessionInvalid(req, 'missing', undefined, traced);
+        return this.reject(span, req, 'session_invalid');
+      }
+      if (token.length > MAX_TOKEN_LENGTH) {
+        // No validator needs more; refusing early keeps hashing and lookups cheap for junk.
+        this.logSessionInvalid(req, 'too_long', undefined, traced);
+        return this.reject(span, req, 'session_invalid');
+      }
+      const tokenHash = tokenFingerprint(token);
+      if (span.isRecording()) span.setAttribute(SpanAttr.tokenHash, tokenHash);
+
+      if (deps.throttle) {
+        const verdict = await deps.throttle.allows(req.remoteAddress);
+        if (abort.aborted) return this.aborted(span);
+        if (!verdict.allowed) {
+          deps.log.warn(
+            {
+              event: 'security.session_invalid',
+              reason: 'too_many_failures',
+              path: req.path,
+              ip: req.remoteAddress,
+              ...traced,
+            },
+            'upgrade refused: too many failed session checks from this address',
+          );
+          return this.reject(span, req, 'too_many_upgrades', verdict.retryAfterMs);
+        }
+      }
+
+      let result: SessionResult;
+      try {
+        result = await (hasTrace(span)
+          ? inChildSpan(SpanNames.sessionValidate, span, async (child) => {
+              const r = await deps.sessions.validate(token);
+              if (child.isRecording()) {
+                child.setAttribute('wsgw.session.validator', deps.sessions.kind);
+                child.setAttribute('wsgw.session.valid', r.valid);
+              }
+              return r;
+            })
+          : deps.sessions.validate(token));
+      } catch (err) {
+        if (!(err instanceof SessionBackendUnavailableError)) {
+          deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
+        }
+        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'unavailable');
+      }
+      if (!result.valid) {
+        this.logSessionInvalid(req, result.reason, tokenHash, traced);
+        if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
+        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'session_invalid');
+      }
+      if (abort.aborted) return this.aborted(span);
+
+      if (deps.isDraining()) return this.reject(span, req, 'draining');
+      if (deps.isUnavailable()) return this.reject(span, req, 'unavailable');
+
+      const { userId } = result.session;
+      const connectionId = this.connectionIds.nextFlat();
+      if (span.isRecording()) {
+        span.setAttribute(SpanAttr.userId, userId);
+        span.setAttribute(SpanAttr.connectionId, connectionId);
+      }
+      let decision;
+      try {
+        decision = await (hasTrace(span)
+          ? inChildSpan(SpanNames.slotAcquire, span, async (child) => {
+              const d = await deps.leases.acquire(connectionId, userId);
+              if (child.isRecording()) child.setAttribute(SpanAttr.outcome, d.granted ? 'granted' : d.reason);
+              return d;
+            })
+          : deps.leases.acquire(connectionId, userId));
+      } catch (err) {
+        deps.log.error({ err, path: req.path, user_id: userId, ...traced }, 'connection slot store failed');
+        // The call may have taken the slot before failing: give it back (idempotent by id).
+        await this.releaseQuietly(connectionId, userId);
+        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'unavailable');
+      }
+      if (!decision.granted) {
+        if (decision.reason !== 'unavailable') {
+          deps.log.warn(
+            {
+              event: 'security.connection_limit',
+              reason: decision.reason,
+              path: req.path,
+              origin: req.origin,
+              user_id: userId,
+              token_hash: tokenHash,
+              ...traced,
+            },
+            'upgrade refused: connection limit',
+          );
+        }
+        return abort.aborted
+          ? this.aborted(span)
+          : this.reject(span, req, decision.reason, decision.retryAfterMs);
+      }
+      if (abort.aborted || deps.isDraining()) {
+        await this.releaseQuietly(connectionId, userId);
+        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'draining');
+      }
+      return {
+        admitted: true,
+        ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash },
+      };
+    } catch (err) {
+      this.deps.metrics.connectionError(req.path, 'upgrade_failed');
+      failSpan(span, err);
+      span.end();
+      throw err;
     }
-    if (abort.aborted || deps.isDraining()) {
-      await this.releaseQuietly(connectionId, userId);
-      return abort.aborted ? { admitted: false, rejection: null } : this.reject(req, 'draining');
-    }
-    return {
-      admitted: true,
-      ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash },
-    };
+  }
+
+  /** Every answer of `check` goes through here: the outcome on the span, which then ends. */
+  private settle(span: Span, admission: Admission): Admission {
+    if (span.isRecording()) recordOutcome(span, admission);
+    if (admission.admitted) admission.ticket.traceContext = span.spanContext();
+    span.end();
+    return admission;
+  }
+
+  private aborted(span: Span): Admission {
+    return this.settle(span, { admitted: false, rejection: null });
   }
 
   /** The transport could not open the socket after all (client gone): give the slot back. */
@@ -279,7 +290,7 @@ export class UpgradeAdmission {
     );
   }
 
-  private reject(req: UpgradeRequest, code: UpgradeRejectionCode, retryAfterMs?: number): Admission {
+  private reject(span: Span, req: UpgradeRequest, code: UpgradeRejectionCode, retryAfterMs?: number): Admission {
     this.deps.metrics.upgradeRejected(req.path, code);
     const rejection: Rejection = {
       code,
@@ -287,7 +298,7 @@ export class UpgradeAdmission {
       body: rejectionBody(code),
     };
     if (retryAfterMs !== undefined) rejection.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    return { admitted: false, rejection };
+    return this.settle(span, { admitted: false, rejection });
   }
 }
 

@@ -46,49 +46,52 @@ export class FailoverConnectionLeases implements ConnectionLeases {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * One async frame per acquisition when Redis answers: the retry and the fallback, which need
+   * more, run only after a failed call (every frame of an upgrade is garbage a burst of upgrades
+   * promotes).
+   */
   async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
-    if (!this.health.isDown()) {
+    if (this.health.isDown()) return this.fallback(connectionId, userId);
+    let decision: SlotDecision;
+    try {
+      decision = await this.redis.acquire(connectionId, userId);
+    } catch (err) {
+      return this.acquireAfterFailure(connectionId, userId, err);
+    }
+    // Redis granted within the shared limits; the mirror only counts it.
+    if (decision.granted) this.local.acquireNow(connectionId, userId);
+    return decision;
+  }
+
+  /**
+   * A script call failed. If it timed out while Redis still answers PINGs (this process was slow,
+   * not Redis), once more: the call is idempotent by connection id, and an exact answer is worth a
+   * few hundred milliseconds more than a per-replica guess.
+   */
+  private async acquireAfterFailure(connectionId: string, userId: string, first: unknown): Promise<SlotDecision> {
+    let err = first;
+    if (isTimeout(first) && (await this.health.verify())) {
       try {
-        return await this.acquireInRedis(connectionId, userId);
-      } catch (err) {
-        if (err instanceof RedisTooSlowError) {
+        const decision = await this.redis.acquire(connectionId, userId);
+        if (decision.granted) this.local.acquireNow(connectionId, userId);
+        return decision;
+      } catch (again) {
+        if (isTimeout(again) && !this.health.isDown()) {
           this.log.warn({ connection_id: connectionId }, 'slot decision refused: redis answers, but too slowly');
           this.metrics.fallbackDecision('leases', 'refused');
           // The calls may have taken the slot before their replies were lost: give it back by id.
           await this.redis.release(connectionId, userId);
           return { granted: false, reason: 'unavailable', retryAfterMs: 1000 };
         }
-        this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
-        const decision = this.fallback(connectionId, userId);
-        // The failed call may have taken the slot before its reply was lost: give it back (by id,
-        // once Redis answers) unless the fallback granted it, which the restore registers anyway.
-        if (!decision.granted) await this.redis.release(connectionId, userId);
-        return decision;
+        err = again;
       }
     }
-    return this.fallback(connectionId, userId);
-  }
-
-  /**
-   * One script call; if it timed out while Redis still answers PINGs (this process was slow, not
-   * Redis), once more: the call is idempotent by connection id, and an exact answer is worth a
-   * few hundred milliseconds more than a per-replica guess.
-   */
-  private async acquireInRedis(connectionId: string, userId: string): Promise<SlotDecision> {
-    let decision: SlotDecision;
-    try {
-      decision = await this.redis.acquire(connectionId, userId);
-    } catch (err) {
-      if (!isTimeout(err) || !(await this.health.verify())) throw err;
-      try {
-        decision = await this.redis.acquire(connectionId, userId);
-      } catch (again) {
-        if (isTimeout(again) && !this.health.isDown()) throw new RedisTooSlowError('slot decision timed out twice while redis answers');
-        throw again;
-      }
-    }
-    // Redis granted within the shared limits; the mirror only counts it.
-    if (decision.granted) this.local.acquireNow(connectionId, userId);
+    this.log.warn({ err: { message: (err as Error).message }, connection_id: connectionId }, 'slot decision falls back: redis did not answer');
+    const decision = this.fallback(connectionId, userId);
+    // The failed call may have taken the slot before its reply was lost: give it back (by id,
+    // once Redis answers) unless the fallback granted it, which the restore registers anyway.
+    if (!decision.granted) await this.redis.release(connectionId, userId);
     return decision;
   }
 

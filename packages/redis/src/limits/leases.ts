@@ -108,13 +108,24 @@ export class RedisConnectionLeases implements ConnectionLeases {
   };
 
   private async acquireBatch(batch: PendingSlot[]): Promise<void> {
-    const { leaseMs, maxPerUser, maxGlobal } = this.options;
-    const entries = batch.map((p): [string, string] => [p.connectionId, p.userId]);
+    const { keys, leaseMs, maxPerUser, maxGlobal } = this.options;
+    // The arguments in one array (the shape of `batchArgs`): no pair, key list or id list per call.
+    const n = batch.length;
+    const args: Array<string | number> = new Array<string | number>(2 * n + 4);
+    args[0] = keys.slotsAll();
+    for (let i = 0; i < n; i++) {
+      const p = batch[i] as PendingSlot;
+      args[1 + i] = keys.slotsOfUser(p.userId);
+      args[n + 4 + i] = p.connectionId;
+    }
+    args[n + 1] = leaseMs;
+    args[n + 2] = maxPerUser;
+    args[n + 3] = maxGlobal;
     this.stats.acquireCalls++;
-    this.stats.acquisitions += batch.length;
+    this.stats.acquisitions += n;
     let codes: number[];
     try {
-      codes = await this.client.wsgwSlotsAcquire(...this.batchArgs(entries, leaseMs, maxPerUser, maxGlobal));
+      codes = await this.client.wsgwSlotsAcquire(1 + n, ...args);
     } catch (err) {
       // Every acquisition of the call fails alike; the failover wrapper decides for each.
       this.health.failed(err);
