@@ -3,6 +3,13 @@ import type { AdmissionTicket } from './admission.js';
 import type { ClientSocket } from './ports.js';
 import { isSampled, linkTo, QuietTrace } from './tracing.js';
 
+/**
+ * Where `openedAt` is counted from: the first connection's open. An offset of under ~24 days is a
+ * small integer, stored in the object itself; a time since 1970 is a boxed double, 16 B more per
+ * idle socket.
+ */
+let openedBase: number | undefined;
+
 /** One open socket as core tracks it. The transport holds it as the socket's user data. */
 export class Connection {
   readonly id: string;
@@ -10,12 +17,14 @@ export class Connection {
   readonly path: string;
   readonly origin: string | undefined;
   readonly tokenHash: string;
-  readonly openedAt: number;
-  /** Links every message span to the upgrade span (computed once; only for traced connections). */
-  readonly traceLinks: Link[] | undefined;
   closed = false;
-  private readonly upgradeTrace: SpanContext | undefined;
-  private quietTrace: QuietTrace | undefined;
+  private readonly openedOffset: number;
+  /**
+   * One field for the trace, two fewer per idle socket: the links to the upgrade span when the
+   * connection is traced (decided once), else the upgrade's span context, replaced by the
+   * QuietTrace built from it on first use.
+   */
+  private trace: Link[] | QuietTrace | SpanContext | undefined;
   /**
    * Times of this socket's rate-limited frames, oldest first, within the last 60 s. Made on the
    * first denial: most sockets never have one, and an idle socket should cost little.
@@ -32,10 +41,19 @@ export class Connection {
     this.path = ticket.path;
     this.origin = ticket.origin;
     this.tokenHash = ticket.tokenHash;
-    this.openedAt = now;
-    const traced = isSampled(ticket.traceContext);
-    this.traceLinks = traced ? linkTo(ticket.traceContext) : undefined;
-    this.upgradeTrace = traced ? undefined : ticket.traceContext;
+    openedBase ??= now;
+    this.openedOffset = now - openedBase;
+    this.trace = isSampled(ticket.traceContext) ? linkTo(ticket.traceContext) : ticket.traceContext;
+  }
+
+  /** When the socket opened, on the clock core was given. */
+  get openedAt(): number {
+    return (openedBase as number) + this.openedOffset;
+  }
+
+  /** Links every message span to the upgrade span (computed once; only for traced connections). */
+  get traceLinks(): Link[] | undefined {
+    return Array.isArray(this.trace) ? this.trace : undefined;
   }
 
   /**
@@ -43,13 +61,18 @@ export class Connection {
    * the upgrade: decided once, by whether the upgrade's span was sampled (docs/OBSERVABILITY.md).
    */
   get traced(): boolean {
-    return this.traceLinks !== undefined;
+    return Array.isArray(this.trace);
   }
 
   /** What the messages of an untraced connection run under (see QuietTrace); built on first use. */
   get quiet(): QuietTrace {
-    this.quietTrace ??= new QuietTrace(this.upgradeTrace);
-    return this.quietTrace;
+    const { trace } = this;
+    if (trace instanceof QuietTrace) return trace;
+    // Asked of untraced connections (the field holds the upgrade's span context); a traced one keeps its links.
+    if (Array.isArray(trace)) return new QuietTrace(undefined);
+    const quiet = new QuietTrace(trace);
+    this.trace = quiet;
+    return quiet;
   }
 
   /**
