@@ -50,7 +50,10 @@ export class Lifecycle {
    * the shared connection limit in the rolling-restart test.
    */
   isUnavailable(): boolean {
-    return this.phase === 'starting' || this.unavailableChecks.some((check) => check());
+    if (this.phase === 'starting') return true;
+    // A loop, not `some` with an arrow: asked on every upgrade, and a closure each time is garbage.
+    for (const check of this.unavailableChecks) if (check()) return true;
+    return false;
   }
 
   isReady(): boolean {

@@ -28,7 +28,8 @@ export class OriginPolicy {
 
   /** For CORS on the HTTP endpoints: only a listed origin (or any, with `*`) gets headers. */
   allows(origin: string): boolean {
-    return this.allowAll || this.allowed.has(normalizeOrigin(origin));
+    // A listed origin is already normalized: the browser's exact spelling of it needs no new strings.
+    return this.allowAll || this.allowed.has(origin) || this.allowed.has(normalizeOrigin(origin));
   }
 
   /**

@@ -47,21 +47,19 @@ export class FailoverConnectionLeases implements ConnectionLeases {
   ) {}
 
   /**
-   * One async frame per acquisition when Redis answers: the retry and the fallback, which need
-   * more, run only after a failed call (every frame of an upgrade is garbage a burst of upgrades
-   * promotes).
+   * No async frame when Redis answers (every frame of an upgrade is garbage that a burst of
+   * upgrades promotes): the retry and the fallback, which need one, run only after a failed call.
    */
-  async acquire(connectionId: string, userId: string): Promise<SlotDecision> {
-    if (this.health.isDown()) return this.fallback(connectionId, userId);
-    let decision: SlotDecision;
-    try {
-      decision = await this.redis.acquire(connectionId, userId);
-    } catch (err) {
-      return this.acquireAfterFailure(connectionId, userId, err);
-    }
-    // Redis granted within the shared limits; the mirror only counts it.
-    if (decision.granted) this.local.acquireNow(connectionId, userId);
-    return decision;
+  acquire(connectionId: string, userId: string): Promise<SlotDecision> {
+    if (this.health.isDown()) return Promise.resolve(this.fallback(connectionId, userId));
+    return this.redis.acquire(connectionId, userId).then(
+      (decision) => {
+        // Redis granted within the shared limits; the mirror only counts it.
+        if (decision.granted) this.local.acquireNow(connectionId, userId);
+        return decision;
+      },
+      (err: unknown) => this.acquireAfterFailure(connectionId, userId, err),
+    );
   }
 
   /**
