@@ -107,8 +107,11 @@ try {
       await new Promise((r) => setTimeout(r, 1500));
       await ask({ cmd: 'stop' }, 'done');
       await new Promise((r) => setTimeout(r, 1500));
-      await ask({ cmd: 'prepare', ...spec, conns: n + 10, tokenPrefix: 'reopen' }, 'ready');
+      const closed = memory();
+      const reopened = (await ask({ cmd: 'prepare', ...spec, conns: n + 10, tokenPrefix: 'reopen' }, 'ready')).opened;
       await new Promise((r) => setTimeout(r, 1500));
+      // Bare uWS reopens in what the first burst freed (+0 B); more means that memory was not reused.
+      reportRss(reopened, closed, memory(), 'reopened after the first burst closed');
     }
     const start = memory();
     const opened = await openProbes(warm ? n + 10 : 10);
@@ -133,10 +136,10 @@ try {
 }
 process.exit(0);
 
-function reportRss(opened, start, end) {
+function reportRss(opened, start, end, what = warm ? 'warm' : 'fresh process') {
   const per = (k) => `${Math.round((end[k] - start[k]) / opened).toLocaleString('en-US').padStart(7)} B`;
   const mib = (b) => (b / 2 ** 20).toFixed(1);
-  process.stdout.write(`${opened} idle sockets (${mode} mode${warm ? ', warm' : ''}), RSS growth per socket, no forced GC:\n`);
+  process.stdout.write(`${opened} idle sockets (${mode} mode, ${what}), RSS growth per socket, no forced GC:\n`);
   process.stdout.write(`${per('rss')}  RSS\n`);
   process.stdout.write(`${per('young')}  V8 young generation pages (resident ${mib(start.young)} -> ${mib(end.young)} MiB)\n`);
   process.stdout.write(`${per('old')}  V8 old generation, code and large-object pages\n`);
