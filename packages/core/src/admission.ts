@@ -99,19 +99,25 @@ export class UpgradeAdmission {
    *
    * Not async itself: the checks run in one async frame (`check`), which records the outcome and
    * ends the span as it returns. A second frame awaiting the first cost ~0.5 KB per upgrade.
+   * Never throws: whatever fails (a custom propagator reading `traceparent`, say) rejects.
    */
   admit(req: UpgradeRequest, abort: AbortFlag): Promise<Admission> {
-    const parent = contextFromHeaders(req.traceparent, req.tracestate);
-    const span = startServerSpan(SpanNames.upgrade, parent);
-    if (span.isRecording()) {
-      span.setAttribute(SpanAttr.path, req.path);
-      span.setAttribute('client.address', req.remoteAddress);
-      if (req.origin !== undefined) span.setAttribute(SpanAttr.origin, req.origin);
+    try {
+      const parent = contextFromHeaders(req.traceparent, req.tracestate);
+      const span = startServerSpan(SpanNames.upgrade, parent);
+      if (span.isRecording()) {
+        span.setAttribute(SpanAttr.path, req.path);
+        span.setAttribute('client.address', req.remoteAddress);
+        if (req.origin !== undefined) span.setAttribute(SpanAttr.origin, req.origin);
+      }
+      // Untraced (no SDK, no client trace): no context to make active, the span is a stand-in.
+      return hasTrace(span)
+        ? context.with(trace.setSpan(parent, span), () => this.check(req, abort, span))
+        : this.check(req, abort, span);
+    } catch (err) {
+      this.deps.metrics.connectionError(req.path, 'upgrade_failed');
+      return Promise.reject(err);
     }
-    // Untraced (no SDK, no client trace): no context to make active, the span is a stand-in.
-    return hasTrace(span)
-      ? context.with(trace.setSpan(parent, span), () => this.check(req, abort, span))
-      : this.check(req, abort, span);
   }
 
   private async check(req: UpgradeRequest, abort: AbortFlag, span: Span): Promise<Admission> {
@@ -232,10 +238,10 @@ export class UpgradeAdmission {
         await this.releaseQuietly(connectionId, userId);
         return abort.aborted ? this.aborted(span) : this.reject(span, req, 'draining');
       }
-      return {
+      return this.settle(span, {
         admitted: true,
         ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash },
-      };
+      });
     } catch (err) {
       this.deps.metrics.connectionError(req.path, 'upgrade_failed');
       failSpan(span, err);
