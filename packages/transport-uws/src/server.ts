@@ -5,6 +5,12 @@ import { preflight, sendJson } from './http.js';
 import { Outbox, UwsClientSocket, type SocketData } from './socket.js';
 import { loadUws, type Uws } from './load.js';
 
+/**
+ * Text frames to strings: what `Buffer.from(ab).toString('utf8')` gives (invalid bytes become
+ * U+FFFD, a byte order mark is kept), in half the time and without a Buffer per frame.
+ */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
 export interface UwsServerOptions {
   host: string;
   port: number;
@@ -113,7 +119,7 @@ export class UwsServer {
             return;
           }
           // The ArrayBuffer dies with this callback: decode it before anything awaits.
-          const text = isBinary ? null : Buffer.from(message).toString('utf8');
+          const text = isBinary ? null : utf8.decode(message);
           deps.hub.message(connection, text);
         },
         close: (ws, code) => {
