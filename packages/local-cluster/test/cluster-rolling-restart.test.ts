@@ -67,6 +67,11 @@ describe('rolling restart under reconnecting clients', () => {
       }
     })();
 
+    const answeredOf = (user: string) =>
+      clients
+        .filter((c) => c.name.startsWith(`${user}-`))
+        .flatMap((c) => [...c.messages.values()])
+        .flatMap((m) => (m.outcomes[0]?.type === 'response' ? [{ sentAt: m.sentAt, repliedAt: m.outcomes[0].at }] : []));
     const openPerUser = (user: string) => clients.filter((c) => c.name.startsWith(`${user}-`) && c.isOpen()).length;
     await until('every user at its connection limit', () => USERS.every((u) => openPerUser(u) === PER_USER), 15_000);
     await sleep(500);
@@ -86,6 +91,9 @@ describe('rolling restart under reconnecting clients', () => {
     // Everyone back at the limit, then stop sending and let in-flight messages finish (a worker
     // killed mid-message is answered by another within 30 s, CONTRACT §6).
     await until('every user back at its connection limit', () => USERS.every((u) => openPerUser(u) === PER_USER), 15_000);
+    // Enough answers per user for the window check below to mean something, however fast the
+    // roll went (on a quick machine the three restarts take under 3 s).
+    await until('every user answered for more than 3 s of its rate', () => USERS.every((u) => answeredOf(u).length > 3 * PER_SECOND), 20_000);
     await sleep(500);
     for (const c of clients) c.stopSending();
     await until('every message on an open socket answered', () => clients.every((c) => c.pendingOnOpenSocket().length === 0), 40_000);
@@ -120,10 +128,7 @@ describe('rolling restart under reconnecting clients', () => {
     }
     // The message rate held per user across replicas and restarts.
     for (const user of USERS) {
-      const answered = clients
-        .filter((c) => c.name.startsWith(`${user}-`))
-        .flatMap((c) => [...c.messages.values()])
-        .flatMap((m) => (m.outcomes[0]?.type === 'response' ? [{ sentAt: m.sentAt, repliedAt: m.outcomes[0].at }] : []));
+      const answered = answeredOf(user);
       expect(answered.length).toBeGreaterThan(3 * PER_SECOND);
       expect(slidingWindowViolations(answered, PER_SECOND, 1000)).toEqual([]);
     }
