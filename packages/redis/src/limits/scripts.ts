@@ -36,9 +36,15 @@ export function defineLimitScripts(client: RedisClient): void {
   client.defineCommand('wsgwSlotsRefresh', { lua: lua('slots_refresh') });
   client.defineCommand('wsgwSlotsRestore', { lua: lua('slots_restore') });
   client.defineCommand('wsgwRateConsume', { lua: lua('rate_consume') });
-  // The slot scripts batch themselves (one call per event-loop turn): ioredis' auto-pipeline would
-  // only wrap each call in a pipeline of one, an object of ~1 KB kept for the round trip.
+  // The slot and rate scripts batch themselves (one call per event-loop turn): ioredis'
+  // auto-pipeline would only wrap each call in a pipeline of one, an object of ~1 KB kept for the
+  // round trip, and write it a tick later. At light load that is every message's rate decision.
   // A new array: the default one is shared by every client ioredis builds.
   const { options } = client;
-  options.autoPipeliningIgnoredCommands = [...(options.autoPipeliningIgnoredCommands ?? []), 'wsgwSlotsAcquire', 'wsgwSlotsRelease'];
+  options.autoPipeliningIgnoredCommands = [
+    ...(options.autoPipeliningIgnoredCommands ?? []),
+    'wsgwSlotsAcquire',
+    'wsgwSlotsRelease',
+    'wsgwRateConsume',
+  ];
 }
