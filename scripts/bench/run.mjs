@@ -7,6 +7,8 @@
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
 //                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
+//                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
+//                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -36,6 +38,7 @@ import { Histogram } from './lib/hist.mjs';
 import { startOtlpSink } from './lib/otlp-sink.mjs';
 import { printReport, evaluateTargets } from './lib/report.mjs';
 import { topFunctions } from './cpuprofile-top.mjs';
+import { GATEWAY_NODE_OPTIONS } from '../../packages/gateway/dist/runtime.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -47,6 +50,8 @@ const plan = {
   quick,
   workers: Number(args.workers ?? 2),
   client: args.client === 'ws' ? 'ws' : 'raw',
+  // The gateway as it ships (the Dockerfile sets the same NODE_OPTIONS).
+  gatewayNodeOptions: args['gateway-node-options'] === undefined ? GATEWAY_NODE_OPTIONS : String(args['gateway-node-options'] === true ? '' : args['gateway-node-options']),
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
@@ -104,6 +109,7 @@ async function main() {
       commit: gitCommit(),
       workers: plan.workers,
       client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
+      gatewayNodeOptions: plan.gatewayNodeOptions,
       warmupS: plan.warmupS,
       durationS: plan.durationS,
       rounds: plan.rounds,
@@ -297,6 +303,7 @@ function gatewayEnv({ redis, otlp, perSecond, perMinute, sampler }) {
     AGENT_MAX_QUEUE: '1000000',
     SHUTDOWN_DRAIN_SECONDS: '2',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    NODE_OPTIONS: plan.gatewayNodeOptions,
     OTEL_SDK_DISABLED: otlp ? 'false' : 'true',
     OTEL_SERVICE_NAME: 'wsgw-bench',
   };
@@ -765,7 +772,9 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) continue;
-    const [k, v] = a.slice(2).split('=', 2);
+    const eq = a.indexOf('=');
+    const k = eq < 0 ? a.slice(2) : a.slice(2, eq);
+    const v = eq < 0 ? undefined : a.slice(eq + 1);
     if (v !== undefined) out[k] = v;
     else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
     else out[k] = true;

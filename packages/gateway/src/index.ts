@@ -1,3 +1,4 @@
 export * from './app.js';
 export * from './stores.js';
 export * from './sessions.js';
+export * from './runtime.js';

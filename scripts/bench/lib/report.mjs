@@ -85,6 +85,7 @@ export function printReport(report, out) {
   w(`wsgw benchmark ${m.date}${m.quick ? ' (--quick: smoke figures, not measurements)' : ''}`);
   w(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.redisVersion ?? ''}`);
   w(`commit ${m.commit}; client: ${m.workers} load-generator processes, ${m.client}`);
+  if (m.gatewayNodeOptions !== undefined) w(`gateway NODE_OPTIONS: ${m.gatewayNodeOptions === '' ? "(none: Node's defaults)" : m.gatewayNodeOptions}`);
   w(`window ${m.durationS} s after ${m.warmupS} s warm-up; load average at start ${m.loadAverageStart.join(' ')}, end ${m.loadAverageEnd?.join(' ')}`);
   w(`raw files: ${m.outDir}`);
   const peak = Math.max(...m.loadAverageStart, ...(m.loadAverageEnd ?? []));
