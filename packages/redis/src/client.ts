@@ -22,6 +22,17 @@ export interface RedisTarget {
 }
 
 /**
+ * Commands that batch themselves (one call per event-loop turn) and so gain nothing from ioredis'
+ * auto-pipeline: it would only wrap each call in a pipeline of one, an object of ~1 KB kept for
+ * the round trip, and write it a tick later. (Auto-pipelining is off on Cluster anyway.)
+ */
+export function skipAutoPipeline(client: RedisClient, ...commands: string[]): void {
+  const { options } = client;
+  // A new array: the default one is shared by every client ioredis builds.
+  options.autoPipeliningIgnoredCommands = [...(options.autoPipeliningIgnoredCommands ?? []), ...commands];
+}
+
+/**
  * Reads REDIS_URL. A single Redis: `redis://[user:pass@]host:port[/db]` (or `rediss://` for TLS).
  * A Redis Cluster: the same URL naming any one node, with `?cluster=1`; more seed nodes (used when
  * the first is down at start) go in `&nodes=host2:port2,host3:port3`. The rest of the cluster is

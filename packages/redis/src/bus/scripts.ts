@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
-import type { RedisClient } from '../client.js';
+import { skipAutoPipeline, type RedisClient } from '../client.js';
 
 /** The agent bus's Lua scripts, registered once per client (EVALSHA, reloaded on NOSCRIPT). */
 declare module 'ioredis' {
@@ -36,9 +36,6 @@ export function defineAgentScripts(client: RedisClient): void {
   client.defineCommand('wsgwAgentPublish', { numberOfKeys: 2, lua: lua('agent_publish') });
   client.defineCommand('wsgwAgentHeartbeat', { numberOfKeys: 2, lua: lua('agent_heartbeat') });
   client.defineCommand('wsgwAgentSettle', { numberOfKeys: 1, lua: lua('agent_settle') });
-  // Publishes batch themselves (one call per agent type per event-loop turn): outside ioredis'
-  // auto-pipeline they go out at once instead of a tick later inside a pipeline of one, as the
-  // limit scripts do (../limits/scripts.ts). A new array: the default one is shared.
-  const { options } = client;
-  options.autoPipeliningIgnoredCommands = [...(options.autoPipeliningIgnoredCommands ?? []), 'wsgwAgentPublish'];
+  // Publishes batch themselves: one call per agent type per event-loop turn.
+  skipAutoPipeline(client, 'wsgwAgentPublish');
 }

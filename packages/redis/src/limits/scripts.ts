@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
-import type { RedisClient } from '../client.js';
+import { skipAutoPipeline, type RedisClient } from '../client.js';
 
 /** The limits' Lua scripts (src/lua/slots_*.lua, rate_*.lua), registered once per client. */
 declare module 'ioredis' {
@@ -36,15 +36,6 @@ export function defineLimitScripts(client: RedisClient): void {
   client.defineCommand('wsgwSlotsRefresh', { lua: lua('slots_refresh') });
   client.defineCommand('wsgwSlotsRestore', { lua: lua('slots_restore') });
   client.defineCommand('wsgwRateConsume', { lua: lua('rate_consume') });
-  // The slot and rate scripts batch themselves (one call per event-loop turn): ioredis'
-  // auto-pipeline would only wrap each call in a pipeline of one, an object of ~1 KB kept for the
-  // round trip, and write it a tick later. At light load that is every message's rate decision.
-  // A new array: the default one is shared by every client ioredis builds.
-  const { options } = client;
-  options.autoPipeliningIgnoredCommands = [
-    ...(options.autoPipeliningIgnoredCommands ?? []),
-    'wsgwSlotsAcquire',
-    'wsgwSlotsRelease',
-    'wsgwRateConsume',
-  ];
+  // At light load the rate script's call is every message's decision: written at once, not a tick later.
+  skipAutoPipeline(client, 'wsgwSlotsAcquire', 'wsgwSlotsRelease', 'wsgwRateConsume');
 }
