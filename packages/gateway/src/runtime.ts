@@ -1,6 +1,7 @@
 /**
- * The V8 options the gateway ships with, set through NODE_OPTIONS where it is started for real
- * (the Dockerfile, `npm start`, and the benchmark, which measures the gateway as shipped). An
+ * The V8 options the gateway ships with, set through NODE_OPTIONS wherever it is started: the
+ * Dockerfile, `npm start`, the benchmark (which measures the gateway as shipped), the local cluster
+ * and the test suite's gateway processes (`@wsgw/gateway/runtime`, which loads nothing else). An
  * operator's own NODE_OPTIONS replaces them.
  *
  * `--max-semi-space-size=8` caps V8's young generation at two 8 MiB semi-spaces instead of Node 20's
