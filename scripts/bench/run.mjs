@@ -9,6 +9,7 @@
 //                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
+//                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -64,7 +65,11 @@ const plan = {
   // with 1008 for its many denials (CONTRACT §5) while we count what the denials cost.
   limited: { conns: 1, inflight: 8, perSecond: 10, perMinute: 1_000_000_000 },
   only: args.only ? String(args.only).split(',') : ['bare', 'redis', 'embedded', 'otel', 'otel-full', 'limited'],
+  // Another checkout (built) whose Redis-mode gateway runs in the same interleaved rounds as (b):
+  // an A/B of two commits that the machine's drift between separate runs cannot blur.
+  baseline: typeof args.baseline === 'string' ? path.resolve(args.baseline) : undefined,
 };
+if (plan.baseline && !plan.only.includes('baseline')) plan.only.push('baseline');
 
 const outDir = args.out ? path.resolve(String(args.out)) : path.join(root, '.bench', new Date().toISOString().replace(/[:.]/g, '-'));
 mkdirSync(outDir, { recursive: true });
@@ -106,7 +111,8 @@ async function main() {
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
       kernel: os.release(),
-      commit: gitCommit(),
+      commit: gitCommit(root),
+      baseline: plan.baseline ? `${plan.baseline} (commit ${gitCommit(plan.baseline)})` : undefined,
       workers: plan.workers,
       client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       gatewayNodeOptions: plan.gatewayNodeOptions,
@@ -164,6 +170,13 @@ async function runAll(report, gatewayMain) {
     { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => startBare() },
     { key: 'redis', label: '(b) gateway, Redis, telemetry off', scenarios: full, redis: true, start: (t) => startGateway(gatewayMain, 'redis', gatewayEnv({ redis: t.redis })) },
     { key: 'embedded', label: 'gateway, embedded, telemetry off', scenarios: full, start: () => startGateway(gatewayMain, 'embedded', gatewayEnv({})) },
+    {
+      key: 'baseline',
+      label: 'baseline gateway, Redis (--baseline)',
+      scenarios: ['throughput', 'latency', 'storm'],
+      redis: true,
+      start: (t) => startGateway(baselineMain(), 'baseline', gatewayEnv({ redis: t.redis })),
+    },
     {
       key: 'otel',
       label: 'gateway, Redis, telemetry on (OTLP)',
@@ -269,6 +282,13 @@ function summary(name, r) {
   return `${fmt(r.msgsPerSec)} msgs/s, p50 ${fmt(r.p50Ms, 3)} ms, p99 ${fmt(r.p99Ms, 3)} ms${
     Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : ''
   }`;
+}
+
+/** The --baseline checkout's gateway entry point; that checkout must be built. */
+function baselineMain() {
+  const main = path.join(plan.baseline ?? '', 'packages/gateway/dist/main.js');
+  if (!plan.baseline || !existsSync(main)) throw new Error(`--baseline: ${main} is missing (clone, npm ci, npm run build there)`);
+  return main;
 }
 
 async function startBare() {
@@ -457,6 +477,7 @@ async function runEcho(server, target, spec) {
     redisCpuS: m.redisCpuS,
     msgsPerCpuSecond: round(accepted / Math.max(0.01, m.serverCpuS + m.redisCpuS), 0),
     serverCpuUsPerMsg: accepted ? round((m.serverCpuS * 1e6) / accepted, 1) : null,
+    redisCpuUsPerMsg: target.redis && accepted ? round((m.redisCpuS * 1e6) / accepted, 2) : null,
     clientCpuS: m.clientCpuS,
     clientCpuUsPerMsg: accepted ? round((m.clientCpuS * 1e6) / accepted, 1) : null,
     machineBusy: m.machineBusy,
@@ -759,9 +780,9 @@ function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function gitCommit() {
+function gitCommit(dir) {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root }).toString().trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir }).toString().trim();
   } catch {
     return 'unknown';
   }

@@ -86,6 +86,7 @@ export function printReport(report, out) {
   w(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.redisVersion ?? ''}`);
   w(`commit ${m.commit}; client: ${m.workers} load-generator processes, ${m.client}`);
   if (m.gatewayNodeOptions !== undefined) w(`gateway NODE_OPTIONS: ${m.gatewayNodeOptions === '' ? "(none: Node's defaults)" : m.gatewayNodeOptions}`);
+  if (m.baseline) w(`baseline: ${m.baseline}`);
   w(`window ${m.durationS} s after ${m.warmupS} s warm-up; load average at start ${m.loadAverageStart.join(' ')}, end ${m.loadAverageEnd?.join(' ')}`);
   w(`raw files: ${m.outDir}`);
   const peak = Math.max(...m.loadAverageStart, ...(m.loadAverageEnd ?? []));
@@ -124,7 +125,7 @@ export function printReport(report, out) {
         t.label,
         `${name} ${r.conns}x${r.inflight}`,
         `${fmt(r.msgsPerSec)} msgs/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  server CPU ${r.serverCpuS} s (${r.serverCpuUtil} core, ${r.serverCpuUsPerMsg} us/msg)` +
-          `  Redis CPU ${r.redisCpuS} s  ${fmt(r.msgsPerCpuSecond)} msgs/CPU-s  client ${r.clientCpuUsPerMsg} us/msg` +
+          `  Redis CPU ${r.redisCpuS} s${r.redisCpuUsPerMsg ? ` (${r.redisCpuUsPerMsg} us/msg)` : ''}  ${fmt(r.msgsPerCpuSecond)} msgs/CPU-s  client ${r.clientCpuUsPerMsg} us/msg` +
           (r.redisCallsPerMsg !== null ? `  Redis round trips/msg ${r.redisRoundTripsPerMsg} (commands incl. in scripts ${r.redisCallsPerMsg})` : '') +
           (r.redisUsecPerMsgByCommand
             ? `  Redis us/msg by command ${Object.entries(r.redisUsecPerMsgByCommand)
@@ -189,6 +190,16 @@ export function printReport(report, out) {
     w(
       `  info  telemetry on with every trace sampled (OTEL_TRACES_SAMPLER=parentbased_always_on) / off: messages/s ${ratio(sampled.msgsPerSec, off.msgsPerSec)},` +
         ` gateway CPU per message ${sampled.serverCpuUsPerMsg} us vs ${off.serverCpuUsPerMsg} us (ratio ${ratio(sampled.serverCpuUsPerMsg, off.serverCpuUsPerMsg)})`,
+    );
+  }
+  const base = report.targets.baseline?.scenarios;
+  const head = report.targets.redis?.scenarios;
+  if (base && head && !base.throughput?.error && !head.throughput?.error) {
+    w(
+      `  info  (b) / baseline, same rounds: messages/s ${ratio(head.throughput.msgsPerSec, base.throughput.msgsPerSec)},` +
+        ` messages per CPU-second ${ratio(head.throughput.msgsPerCpuSecond, base.throughput.msgsPerCpuSecond)};` +
+        ` per message: gateway ${head.throughput.serverCpuUsPerMsg} vs ${base.throughput.serverCpuUsPerMsg} us, Redis ${head.throughput.redisCpuUsPerMsg ?? '-'} vs ${base.throughput.redisCpuUsPerMsg ?? '-'} us;` +
+        ` light-load p99 ${head.latency?.p99Ms ?? '-'} vs ${base.latency?.p99Ms ?? '-'} ms; upgrades/s ${ratio(head.storm?.upgradesPerSec, base.storm?.upgradesPerSec)}`,
     );
   }
   const bt = report.targets.bare?.scenarios?.throughput;
