@@ -6,7 +6,7 @@
 //                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,otel-full,limited]
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
-//                              [--cpu-prof [embedded]]   (profile one gateway under the throughput load)
+//                              [--cpu-prof [embedded|otel]]   (profile one gateway under the throughput load)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
@@ -139,8 +139,10 @@ async function main() {
 
   if (args['cpu-prof']) {
     const redis = args['cpu-prof'] === 'embedded' ? null : await startRedis(workDirFor('redis-profile'));
-    report.profile = await profileGateway(redis, gatewayMain);
+    const sink = args['cpu-prof'] === 'otel' ? await startOtlpSink() : null;
+    report.profile = await profileGateway(redis, sink, gatewayMain);
     if (redis) await stopProcess(redis.child);
+    if (sink) await sink.close();
   } else {
     await runAll(report, gatewayMain);
   }
@@ -650,12 +652,14 @@ async function settle(pid, socketsOk, maxS, steadyS) {
 
 // --- profiling -------------------------------------------------------------------------------
 
-async function profileGateway(redis, gatewayMain) {
+async function profileGateway(redis, sink, gatewayMain) {
   const profDir = path.join(outDir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
-  const target = { key: 'profile', label: `gateway, ${redis ? 'Redis' : 'embedded'}, under --cpu-prof`, redis: redis ?? undefined };
+  const kind = `${redis ? 'Redis' : 'embedded'}${sink ? ', telemetry on (OTLP)' : ''}`;
+  const target = { key: 'profile', label: `gateway, ${kind}, under --cpu-prof`, redis: redis ?? undefined };
   process.stderr.write(`-- ${target.label}\n`);
-  const server = await startGateway(gatewayMain, 'profile', gatewayEnv({ redis: redis ?? undefined }), ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  const env = gatewayEnv({ redis: redis ?? undefined, otlp: sink?.url });
+  const server = await startGateway(gatewayMain, 'profile', env, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
   let throughput;
   try {
     throughput = await runScenario('throughput', server, target);
