@@ -9,7 +9,7 @@ const build = spawnSync('npx', ['turbo', 'run', 'build', '--output-logs=errors-o
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 // The V8 options the image ships with (packages/gateway/src/runtime.ts), unless NODE_OPTIONS is set.
-const { gatewayNodeOptions } = await import('../packages/gateway/dist/runtime.js');
+const { gatewayNodeOptions } = await import('@wsgw/gateway/runtime');
 const env = { ...process.env, NODE_OPTIONS: gatewayNodeOptions() };
 const child = spawn(process.execPath, ['packages/gateway/dist/main.js'], { cwd: root, stdio: 'inherit', env });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));

@@ -39,7 +39,7 @@ import { Histogram } from './lib/hist.mjs';
 import { startOtlpSink } from './lib/otlp-sink.mjs';
 import { printReport, evaluateTargets } from './lib/report.mjs';
 import { topFunctions } from './cpuprofile-top.mjs';
-import { GATEWAY_NODE_OPTIONS } from '../../packages/gateway/dist/runtime.js';
+import { GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));

@@ -1,4 +1,3 @@
 export * from './app.js';
 export * from './stores.js';
 export * from './sessions.js';
-export * from './runtime.js';

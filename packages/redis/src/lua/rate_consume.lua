@@ -43,8 +43,10 @@ if checkMinute then
   span = 60000
   if perMinute > cap then cap = perMinute end
 end
+-- An entry at or before this can never count again.
+local horizon = now - span
 
--- How many of a user's `c` decisions one window (`limit` messages in `span` ms) allows, the ms
+-- How many of a user's `c` decisions one window (`limit` messages in `windowSpan` ms) allows, the ms
 -- until the first one it refuses would be allowed (0 when it allows all), and the index (in the
 -- log as it was) of its first entry older than `horizon`, if it read one.
 -- `before` is the log's length before this batch's `c` stamps were pushed in front. After `a`
@@ -53,7 +55,7 @@ end
 -- limit-c .. limit-1 of the old log (c more in the list as it is now) are all that can matter,
 -- and none of them exists when before <= limit - c. Entries are newest first: once one is inside
 -- the window, every later decision of the batch is refused too.
-local function window(key, limit, windowSpan, c, before, horizon)
+local function window(key, limit, windowSpan, c, before)
   if before + c <= limit then return c, 0, nil end
   local from = limit - c
   if from < 0 then from = 0 end
@@ -88,9 +90,9 @@ for k = 1, #KEYS do
   end
   local before = length - c
   local accepted, wait, stale = c, 0, nil
-  if checkSecond then accepted, wait, stale = window(key, perSecond, 1000, c, before, now - span) end
+  if checkSecond then accepted, wait, stale = window(key, perSecond, 1000, c, before) end
   if checkMinute then
-    local a, w, s = window(key, perMinute, 60000, c, before, now - span)
+    local a, w, s = window(key, perMinute, 60000, c, before)
     if s and (not stale or s < stale) then stale = s end
     -- The first refused decision is the earlier of the two; both windows refuse it when equal.
     if a < accepted then
