@@ -2,6 +2,7 @@ import {
   context,
   INVALID_SPAN_CONTEXT,
   propagation,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -176,6 +177,9 @@ export function traceLogFields(span: Span): Readonly<Record<string, string>> {
  * the trace the gateway put in `request.trace`. The caller ends it.
  */
 export function startAgentSpan(agentType: string, carrier: Record<string, string> | undefined): Span {
+  // No trace to continue and no SDK to start one: what the API's no-op would hand out, without
+  // its tracer, options and span objects per message (the gateway with telemetry off).
+  if (carrier === undefined && !sdkRegistered()) return NO_TRACE_SPAN;
   // An unsampled gateway trace (most connections, by default) gets no span of its own here:
   // its context is carried as is, so log lines still name the trace, at no sampling cost.
   const quiet = carrier && quietCarriers.get(carrier);
@@ -196,4 +200,13 @@ export function startAgentSpan(agentType: string, carrier: Record<string, string
     .startSpan(`agent.handle ${agentType}`, { kind: SpanKind.CONSUMER }, parent);
   if (span.isRecording()) span.setAttribute(SpanAttr.agentType, agentType);
   return span;
+}
+
+/** The span of no trace (invalid ids, records nothing): the API's no-op span, made once. */
+const NO_TRACE_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** Whether an SDK registered a tracer provider: before that, the API's proxy has no delegate. */
+function sdkRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }

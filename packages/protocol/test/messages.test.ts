@@ -102,6 +102,18 @@ describe('frames', () => {
     }
   });
 
+  it('quotes every string as JSON.stringify does, plain or not, short or long, in every field', () => {
+    const strings = [
+      '', 'plain', '/', '\u007f', '\u0020', '\u001f', '\u0000', '"', '\\', 'tab\there', '\u2028\u2029',
+      '\ud800', 'x\udfff', '\udbff\udc00 lone pair parts', '😀 valid pair', 'é ü ß', 'a'.repeat(4096), 'a'.repeat(4097),
+      'a'.repeat(4095) + '"', 'b'.repeat(10_000) + '\n',
+    ];
+    for (const text of strings) {
+      const frame = replyFrame('response', { agentType: 'echo', conversationId: text, clientId: text }, text);
+      expect(frame).toBe(JSON.stringify({ type: 'response', agent_type: 'echo', conversation_id: text, in_reply_to: text, message: text }));
+    }
+  });
+
   it('omits conversation_id when the client gave none', () => {
     expect(JSON.parse(replyFrame('response', { agentType: 'echo' }, 'x'))).not.toHaveProperty('conversation_id');
   });
