@@ -8,10 +8,15 @@
 //
 //   node scripts/bench/hub-path.mjs [ROOT]      (ROOT: another checkout's built packages, for A/B)
 //   node --cpu-prof scripts/bench/hub-path.mjs  (then scripts/bench/cpuprofile-top.mjs)
+//   node scripts/bench/hub-path.mjs [ROOT] --alloc   (bytes allocated per message, by function:
+//                                                    V8's sampling heap profiler, garbage included)
+import inspector from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const root = path.resolve(process.argv[2] ?? fileURLToPath(new URL('../../', import.meta.url)));
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const alloc = process.argv.includes('--alloc');
+const root = path.resolve(positional[0] ?? fileURLToPath(new URL('../../', import.meta.url)));
 const load = (pkg) => import(pathToFileURL(path.join(root, 'packages', pkg, 'dist/index.js')).href);
 const core = await load('core');
 const { MemoryAgentBus } = await load('memory');
@@ -43,6 +48,10 @@ function round() {
 }
 
 for (let i = 0; i < 2000; i++) round();
+if (alloc) {
+  await allocationsPerMessage(200);
+  process.exit(0);
+}
 const runs = [];
 for (let r = 0; r < 7; r++) {
   const t0 = process.hrtime.bigint();
@@ -53,3 +62,35 @@ hub.stop();
 if (replies !== 23_000 * perRound) throw new Error(`expected ${23_000 * perRound} replies, got ${replies}`);
 runs.sort((a, b) => a - b);
 console.log(`hub path (${root}): ${runs[0].toFixed(0)} ns per message best, ${runs[3].toFixed(0)} median of 7 runs`);
+
+/** Samples what `rounds` rounds allocate and prints bytes per message by allocating function. */
+async function allocationsPerMessage(rounds) {
+  const session = new inspector.Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 64,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  for (let i = 0; i < rounds; i++) round();
+  const { profile } = await session.post('HeapProfiler.stopSampling');
+  session.disconnect();
+  const messages = rounds * perRound;
+  const bySite = new Map();
+  let total = 0;
+  const where = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules)\//, '')}:${f.lineNumber + 1}`;
+  const visit = (node, callers) => {
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      const key = [where(node.callFrame), ...callers.slice(-2).reverse()].join(' < ');
+      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) visit(child, [...callers, node.callFrame.functionName || '(anonymous)']);
+  };
+  visit(profile.head, []);
+  console.log(`hub path (${root}): ${Math.round(total / messages)} B allocated per message (sampled, garbage included)`);
+  console.log('  B/message  allocated in < called by < ...');
+  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`${(bytes / messages).toFixed(0).padStart(11)}  ${key}`);
+  }
+}

@@ -6,7 +6,7 @@
 //                              [--warmup S] [--idle N] [--only bare,redis,embedded,otel,otel-full,limited]
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
-//                              [--cpu-prof [embedded|otel]]   (profile one gateway under the throughput load)
+//                              [--cpu-prof [embedded|otel|bare]]   (profile one server under the throughput load)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
@@ -138,9 +138,10 @@ async function main() {
   }
 
   if (args['cpu-prof']) {
-    const redis = args['cpu-prof'] === 'embedded' ? null : await startRedis(workDirFor('redis-profile'));
-    const sink = args['cpu-prof'] === 'otel' ? await startOtlpSink() : null;
-    report.profile = await profileGateway(redis, sink, gatewayMain);
+    const kind = args['cpu-prof'];
+    const redis = kind === 'embedded' || kind === 'bare' ? null : await startRedis(workDirFor('redis-profile'));
+    const sink = kind === 'otel' ? await startOtlpSink() : null;
+    report.profile = await profileServer(kind === 'bare', redis, sink, gatewayMain);
     if (redis) await stopProcess(redis.child);
     if (sink) await sink.close();
   } else {
@@ -293,9 +294,9 @@ function baselineMain() {
   return main;
 }
 
-async function startBare() {
+async function startBare(nodeArgs = []) {
   const port = await freePort();
-  const { child, tail } = spawnOwned(process.execPath, [path.join(root, 'scripts/bench/bare-uws-echo.mjs'), String(port)], {
+  const { child, tail } = spawnOwned(process.execPath, [...nodeArgs, path.join(root, 'scripts/bench/bare-uws-echo.mjs'), String(port)], {
     env: process.env,
     dir: outDir,
     name: 'bare',
@@ -652,14 +653,17 @@ async function settle(pid, socketsOk, maxS, steadyS) {
 
 // --- profiling -------------------------------------------------------------------------------
 
-async function profileGateway(redis, sink, gatewayMain) {
+/** One server (a gateway, or the bare echo for comparison) under the throughput load, with --cpu-prof. */
+async function profileServer(bare, redis, sink, gatewayMain) {
   const profDir = path.join(outDir, 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
-  const kind = `${redis ? 'Redis' : 'embedded'}${sink ? ', telemetry on (OTLP)' : ''}`;
-  const target = { key: 'profile', label: `gateway, ${kind}, under --cpu-prof`, redis: redis ?? undefined };
+  const profArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+  const kind = bare ? 'bare uWS echo' : `gateway, ${redis ? 'Redis' : 'embedded'}${sink ? ', telemetry on (OTLP)' : ''}`;
+  const target = { key: 'profile', label: `${kind}, under --cpu-prof`, redis: redis ?? undefined };
   process.stderr.write(`-- ${target.label}\n`);
-  const env = gatewayEnv({ redis: redis ?? undefined, otlp: sink?.url });
-  const server = await startGateway(gatewayMain, 'profile', env, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  const server = bare
+    ? await startBare(profArgs)
+    : await startGateway(gatewayMain, 'profile', gatewayEnv({ redis: redis ?? undefined, otlp: sink?.url }), profArgs);
   let throughput;
   try {
     throughput = await runScenario('throughput', server, target);
@@ -668,9 +672,9 @@ async function profileGateway(redis, sink, gatewayMain) {
     await stopProcess(server.child, 15_000);
   }
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) return { error: 'no .cpuprofile written (did the gateway exit cleanly on SIGTERM?)', throughput };
+  if (!file) return { label: target.label, error: 'no .cpuprofile written (did the server exit cleanly on SIGTERM?)', throughput };
   const profile = JSON.parse(readFileSync(path.join(profDir, file), 'utf8'));
-  return { file: path.join(profDir, file), throughput, top: topFunctions(profile, 25) };
+  return { label: target.label, file: path.join(profDir, file), throughput, top: topFunctions(profile, 25) };
 }
 
 // --- workers ---------------------------------------------------------------------------------

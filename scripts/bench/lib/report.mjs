@@ -99,7 +99,7 @@ export function printReport(report, out) {
 
   if (report.profile) {
     w();
-    w(`CPU profile of the gateway under the throughput load: ${report.profile.file ?? report.profile.error}`);
+    w(`CPU profile (${report.profile.label ?? 'gateway'}) under the throughput load: ${report.profile.file ?? report.profile.error}`);
     const t = report.profile.throughput;
     if (t) w(`  (under the profiler: ${t.msgsPerSec} msgs/s, p50 ${t.p50Ms} ms, server CPU ${t.serverCpuUtil} of a core, Redis commands/msg ${t.redisCallsPerMsg})`);
     w('  self%   total%  function (percent of non-idle samples, whole process life)');
