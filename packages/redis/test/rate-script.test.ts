@@ -106,6 +106,17 @@ describe('rate_consume.lua', () => {
     }
   });
 
+  it('pushes a user with more than 1,000 decisions in one batch in chunks, and the users after it as many as theirs', async () => {
+    const prefix = uniquePrefix('rate-chunks');
+    const batch = [['a', 2_500], ['b', 3], ['c', 1_200], ['d', 1]] as const;
+    const keys = batch.map(([u]) => `${prefix}{rate:0}:log:${u}`);
+    const now = 1_700_000_000_000;
+    const reply = (await client.eval(script, keys.length, ...keys, 2_000, 100_000, ...batch.map(([, n]) => n), now)) as number[];
+    batch.forEach(([, n], k) => expect([reply[2 * k], reply[2 * k + 1]]).toEqual(new Model(2_000, 100_000).decide(n, now)));
+    // Refused stamps are trimmed away: what stays is what was accepted.
+    expect(await Promise.all(keys.map((key) => client.llen(key)))).toEqual([2_000, 3, 1_200, 1]);
+  });
+
   it('drops the entries older than the longer window that a read comes across, and every older one', async () => {
     const key = `${uniquePrefix('rate-stale')}{rate:0}:log:u`;
     const consume = async (n: number, now: number) => (await client.eval(script, 1, key, 3, 10, n, now)) as number[];

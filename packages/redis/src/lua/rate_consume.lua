@@ -76,6 +76,8 @@ local function window(key, limit, windowSpan, c, before)
 end
 
 local results = {}
+-- One table of this call's stamp, as long as the most any user needed so far, pushed from.
+local stamps, filled = {}, 0
 for k = 1, #KEYS do
   local key = KEYS[k]
   local c = tonumber(ARGV[2 + k])
@@ -83,10 +85,13 @@ for k = 1, #KEYS do
   local left = c
   while left > 0 do
     -- In chunks: unpack() is bounded by Lua's stack.
-    local stamps = {}
-    for i = 1, math.min(left, 1000) do stamps[i] = stamp end
-    length = redis.call('LPUSH', key, unpack(stamps))
-    left = left - #stamps
+    local n = math.min(left, 1000)
+    while filled < n do
+      filled = filled + 1
+      stamps[filled] = stamp
+    end
+    length = redis.call('LPUSH', key, unpack(stamps, 1, n))
+    left = left - n
   end
   local before = length - c
   local accepted, wait, stale = c, 0, nil
