@@ -28,6 +28,7 @@ import { loadConfig } from '@wsgw/config';
 import { startGateway } from '@wsgw/gateway';
 import { createLogger } from '@wsgw/telemetry';
 import { killAllOwned, startRedis, stopProcess, track, workDir, removeDir } from './lib/procs.mjs';
+import { allocationSites, formatAllocation, samplingParams } from './lib/alloc.mjs';
 
 const rssOnly = process.argv.includes('--rss');
 const alloc = process.argv.includes('--alloc');
@@ -85,12 +86,8 @@ try {
   if (alloc) {
     const session = new inspector.Session();
     session.connect();
-    await session.post('HeapProfiler.startSampling', {
-      samplingInterval: 256,
-      includeObjectsCollectedByMajorGC: true,
-      // --survivors: what outlived a scavenge (kept, or promoted and collected by a full GC later).
-      includeObjectsCollectedByMinorGC: !survivors,
-    });
+    // --survivors: what outlived a scavenge (kept, or promoted and collected by a full GC later).
+    await session.post('HeapProfiler.startSampling', samplingParams({ survivorsOnly: survivors }));
     const opened = await openProbes();
     // Garbage still in the young generation is not "collected" yet: scavenge it away first.
     if (survivors) for (let i = 0; i < 2; i++) global.gc({ type: 'minor' });
@@ -149,25 +146,9 @@ function reportRss(opened, start, end, what = warm ? 'warm' : 'fresh process') {
 
 /** Sampled allocation by function (self), with its two callers, per upgrade. */
 function reportAlloc(opened, profile) {
-  const bySite = new Map();
-  let total = 0;
-  const where = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules)\//, '')}:${f.lineNumber + 1}`;
-  const visit = (node, callers) => {
-    if (node.selfSize > 0) {
-      total += node.selfSize;
-      const key = [where(node.callFrame), ...callers.slice(-2).reverse()].join(' < ');
-      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
-    }
-    for (const child of node.children) visit(child, [...callers, node.callFrame.functionName || '(anonymous)']);
-  };
-  visit(profile.head, []);
-  process.stdout.write(
-    `${opened} upgrades (${mode} mode): ${Math.round(total / opened).toLocaleString('en-US')} B ${survivors ? 'outlived a scavenge' : 'allocated'} per upgrade (sampled, ${survivors ? 'promoted garbage' : 'garbage'} included)\n`,
-  );
-  process.stdout.write('   B/upgrade  allocated in < called by < ...\n');
-  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, top)) {
-    process.stdout.write(`${Math.round(bytes / opened).toString().padStart(11)}  ${key}\n`);
-  }
+  const [head, ...rest] = formatAllocation(allocationSites(profile), opened, 'upgrade', top);
+  const what = survivors ? head.replace('allocated', 'outlived a scavenge').replace('garbage included', 'promoted garbage included') : head;
+  process.stdout.write(`${opened} upgrades (${mode} mode): ${what}\n${rest.join('\n')}\n`);
 }
 
 function reportHeap(opened, beforeSnap, afterSnap) {

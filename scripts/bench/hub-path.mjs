@@ -13,6 +13,7 @@
 import inspector from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { allocationSites, formatAllocation, samplingParams } from './lib/alloc.mjs';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const alloc = process.argv.includes('--alloc');
@@ -67,30 +68,10 @@ console.log(`hub path (${root}): ${runs[0].toFixed(0)} ns per message best, ${ru
 async function allocationsPerMessage(rounds) {
   const session = new inspector.Session();
   session.connect();
-  await session.post('HeapProfiler.startSampling', {
-    samplingInterval: 64,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
-  });
+  await session.post('HeapProfiler.startSampling', samplingParams({ intervalBytes: 64 }));
   for (let i = 0; i < rounds; i++) round();
   const { profile } = await session.post('HeapProfiler.stopSampling');
   session.disconnect();
-  const messages = rounds * perRound;
-  const bySite = new Map();
-  let total = 0;
-  const where = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(packages|node_modules)\//, '')}:${f.lineNumber + 1}`;
-  const visit = (node, callers) => {
-    if (node.selfSize > 0) {
-      total += node.selfSize;
-      const key = [where(node.callFrame), ...callers.slice(-2).reverse()].join(' < ');
-      bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
-    }
-    for (const child of node.children) visit(child, [...callers, node.callFrame.functionName || '(anonymous)']);
-  };
-  visit(profile.head, []);
-  console.log(`hub path (${root}): ${Math.round(total / messages)} B allocated per message (sampled, garbage included)`);
-  console.log('  B/message  allocated in < called by < ...');
-  for (const [key, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
-    console.log(`${(bytes / messages).toFixed(0).padStart(11)}  ${key}`);
-  }
+  const [head, ...rest] = formatAllocation(allocationSites(profile), rounds * perRound, 'message');
+  console.log([`hub path (${root}): ${head}`, ...rest].join('\n'));
 }

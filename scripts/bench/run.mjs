@@ -7,6 +7,7 @@
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
 //                              [--cpu-prof [embedded|otel|bare]]   (profile one server under the throughput load)
+//                              [--alloc-prof [embedded|bare]]   (what it allocates per message, by function)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
@@ -39,6 +40,7 @@ import { Histogram } from './lib/hist.mjs';
 import { startOtlpSink } from './lib/otlp-sink.mjs';
 import { printReport, evaluateTargets } from './lib/report.mjs';
 import { topFunctions } from './cpuprofile-top.mjs';
+import { allocationSites, formatAllocation } from './lib/alloc.mjs';
 import { GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -137,11 +139,12 @@ async function main() {
     report.meta.redisVersion = 'redis-server not found on PATH: the Redis-mode targets will fail to start';
   }
 
-  if (args['cpu-prof']) {
-    const kind = args['cpu-prof'];
+  if (args['cpu-prof'] || args['alloc-prof']) {
+    const alloc = Boolean(args['alloc-prof']);
+    const kind = args[alloc ? 'alloc-prof' : 'cpu-prof'];
     const redis = kind === 'embedded' || kind === 'bare' ? null : await startRedis(workDirFor('redis-profile'));
     const sink = kind === 'otel' ? await startOtlpSink() : null;
-    report.profile = await profileServer(kind === 'bare', redis, sink, gatewayMain);
+    report.profile = await profileServer({ alloc, bare: kind === 'bare', redis, sink, gatewayMain });
     if (redis) await stopProcess(redis.child);
     if (sink) await sink.close();
   } else {
@@ -294,10 +297,10 @@ function baselineMain() {
   return main;
 }
 
-async function startBare(nodeArgs = []) {
+async function startBare(nodeArgs = [], env = {}) {
   const port = await freePort();
   const { child, tail } = spawnOwned(process.execPath, [...nodeArgs, path.join(root, 'scripts/bench/bare-uws-echo.mjs'), String(port)], {
-    env: process.env,
+    env: { ...process.env, ...env },
     dir: outDir,
     name: 'bare',
   });
@@ -417,7 +420,9 @@ async function measure(active, server, target, options = {}) {
     t: performance.now(),
   };
   for (const w of active) w.proc.send({ cmd: 'mark' });
+  target.onWindow?.(true);
   await sleep(plan.durationS * 1000);
+  target.onWindow?.(false);
   const wall = (performance.now() - before.t) / 1000;
   const after = {
     server: cpuSeconds(server.child.pid),
@@ -653,28 +658,45 @@ async function settle(pid, socketsOk, maxS, steadyS) {
 
 // --- profiling -------------------------------------------------------------------------------
 
-/** One server (a gateway, or the bare echo for comparison) under the throughput load, with --cpu-prof. */
-async function profileServer(bare, redis, sink, gatewayMain) {
-  const profDir = path.join(outDir, 'cpuprofile');
+/**
+ * One server (a gateway, or the bare echo for comparison) under the throughput load, with
+ * --cpu-prof (whole process life), or with alloc-probe.mjs sampling what it allocates during the
+ * measured window.
+ */
+async function profileServer({ alloc, bare, redis, sink, gatewayMain }) {
+  const profDir = path.join(outDir, alloc ? 'allocprofile' : 'cpuprofile');
   mkdirSync(profDir, { recursive: true });
-  const profArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+  const allocFile = path.join(profDir, 'window.heapprofile');
+  const nodeArgs = alloc ? ['--import', path.join(root, 'scripts/bench/lib/alloc-probe.mjs')] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+  const env = alloc ? { WSGW_BENCH_ALLOC_PROFILE: allocFile } : {};
   const kind = bare ? 'bare uWS echo' : `gateway, ${redis ? 'Redis' : 'embedded'}${sink ? ', telemetry on (OTLP)' : ''}`;
-  const target = { key: 'profile', label: `${kind}, under --cpu-prof`, redis: redis ?? undefined };
+  const target = { key: 'profile', label: `${kind}, under ${alloc ? 'the sampling heap profiler' : '--cpu-prof'}`, redis: redis ?? undefined };
   process.stderr.write(`-- ${target.label}\n`);
   const server = bare
-    ? await startBare(profArgs)
-    : await startGateway(gatewayMain, 'profile', gatewayEnv({ redis: redis ?? undefined, otlp: sink?.url }), profArgs);
+    ? await startBare(nodeArgs, env)
+    : await startGateway(gatewayMain, 'profile', { ...gatewayEnv({ redis: redis ?? undefined, otlp: sink?.url }), ...env }, nodeArgs);
+  // The probe starts sampling at the first SIGUSR2 and writes the profile at the second.
+  if (alloc) target.onWindow = () => server.child.kill('SIGUSR2');
   let throughput;
   try {
     throughput = await runScenario('throughput', server, target);
     process.stderr.write(`   throughput ${summary('throughput', throughput)}\n`);
+    if (alloc) {
+      for (let i = 0; i < 100 && !existsSync(allocFile); i++) await sleep(100);
+    }
   } finally {
     await stopProcess(server.child, 15_000);
   }
+  const base = { label: target.label, throughput };
+  if (alloc) {
+    if (!existsSync(allocFile)) return { ...base, error: 'the allocation probe wrote no profile' };
+    const sites = allocationSites(JSON.parse(readFileSync(allocFile, 'utf8')));
+    return { ...base, file: allocFile, allocation: formatAllocation(sites, throughput.accepted, 'message', 30) };
+  }
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) return { label: target.label, error: 'no .cpuprofile written (did the server exit cleanly on SIGTERM?)', throughput };
+  if (!file) return { ...base, error: 'no .cpuprofile written (did the server exit cleanly on SIGTERM?)' };
   const profile = JSON.parse(readFileSync(path.join(profDir, file), 'utf8'));
-  return { label: target.label, file: path.join(profDir, file), throughput, top: topFunctions(profile, 25) };
+  return { ...base, file: path.join(profDir, file), top: topFunctions(profile, 25) };
 }
 
 // --- workers ---------------------------------------------------------------------------------

@@ -99,9 +99,15 @@ export function printReport(report, out) {
 
   if (report.profile) {
     w();
-    w(`CPU profile (${report.profile.label ?? 'gateway'}) under the throughput load: ${report.profile.file ?? report.profile.error}`);
+    const { allocation } = report.profile;
+    w(`${allocation ? 'Allocation' : 'CPU'} profile (${report.profile.label ?? 'gateway'}) under the throughput load: ${report.profile.file ?? report.profile.error}`);
     const t = report.profile.throughput;
     if (t) w(`  (under the profiler: ${t.msgsPerSec} msgs/s, p50 ${t.p50Ms} ms, server CPU ${t.serverCpuUtil} of a core, Redis commands/msg ${t.redisCallsPerMsg})`);
+    if (allocation) {
+      // Sampled in the measured window, per reply the clients counted in it.
+      for (const line of allocation) w(`  ${line}`);
+      return;
+    }
     w('  self%   total%  function (percent of non-idle samples, whole process life)');
     for (const f of report.profile.top ?? []) w(`  ${pad(`${f.selfPct}%`, 7)} ${pad(`${f.totalPct}%`, 7)}  ${f.name}  ${f.where}`);
     return;
