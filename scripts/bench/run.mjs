@@ -11,6 +11,8 @@
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
+//                              [--baseline-node-args="..."]   (node's own flags for the baseline gateway, V8's
+//                              included: with --baseline . an A/B of runtime flags on one build)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -70,6 +72,7 @@ const plan = {
   // Another checkout (built) whose Redis-mode gateway runs in the same interleaved rounds as (b):
   // an A/B of two commits that the machine's drift between separate runs cannot blur.
   baseline: typeof args.baseline === 'string' ? path.resolve(args.baseline) : undefined,
+  baselineNodeArgs: typeof args['baseline-node-args'] === 'string' ? args['baseline-node-args'].split(/\s+/).filter(Boolean) : [],
 };
 if (plan.baseline && !plan.only.includes('baseline')) plan.only.push('baseline');
 
@@ -114,7 +117,9 @@ async function main() {
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
       kernel: os.release(),
       commit: gitCommit(root),
-      baseline: plan.baseline ? `${plan.baseline} (commit ${gitCommit(plan.baseline)})` : undefined,
+      baseline: plan.baseline
+        ? `${plan.baseline} (commit ${gitCommit(plan.baseline)})${plan.baselineNodeArgs.length > 0 ? `, node ${plan.baselineNodeArgs.join(' ')}` : ''}`
+        : undefined,
       workers: plan.workers,
       client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       gatewayNodeOptions: plan.gatewayNodeOptions,
@@ -181,7 +186,7 @@ async function runAll(report, gatewayMain) {
       label: 'baseline gateway, Redis (--baseline)',
       scenarios: ['throughput', 'latency', 'storm'],
       redis: true,
-      start: (t) => startGateway(baselineMain(), 'baseline', gatewayEnv({ redis: t.redis })),
+      start: (t) => startGateway(baselineMain(), 'baseline', gatewayEnv({ redis: t.redis }), plan.baselineNodeArgs),
     },
     {
       key: 'otel',

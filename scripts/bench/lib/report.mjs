@@ -200,7 +200,8 @@ export function printReport(report, out) {
   }
   const base = report.targets.baseline?.scenarios;
   const head = report.targets.redis?.scenarios;
-  if (base && head && !base.throughput?.error && !head.throughput?.error) {
+  if (report.targets.baseline?.error) w(`  info  (b) / baseline: the baseline gateway failed: ${report.targets.baseline.error.split('\n')[0]}`);
+  if (base?.throughput && head?.throughput && !base.throughput.error && !head.throughput.error) {
     w(
       `  info  (b) / baseline, same rounds: messages/s ${ratio(head.throughput.msgsPerSec, base.throughput.msgsPerSec)},` +
         ` messages per CPU-second ${ratio(head.throughput.msgsPerCpuSecond, base.throughput.msgsPerCpuSecond)};` +
