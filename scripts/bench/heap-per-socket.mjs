@@ -8,6 +8,7 @@
 //   node --expose-gc scripts/bench/heap-per-socket.mjs [N=2000] [--redis] [--retainers]
 //   node scripts/bench/heap-per-socket.mjs [N] [--redis] --rss [--warm]
 //   node scripts/bench/heap-per-socket.mjs [N] [--redis] --alloc [--survivors] [--top=25]
+//   node --max-semi-space-size=8 scripts/bench/heap-per-socket.mjs [N] [--redis] --churn=K
 //
 // --retainers also groups the objects that are new since the baseline by the chain of edges that
 // holds them, up to the first object that existed before (a retainer walk): what keeps each kind alive.
@@ -16,7 +17,9 @@
 // and the rest (native: uWS, malloc); with --warm, of N sockets opened past the high-water mark of
 // a first N, closed and reopened (run.mjs' warm figure). --alloc samples what the N upgrades allocate (V8's sampling
 // heap profiler, garbage included), per upgrade and by allocating function: the churn that makes
-// the heap grow. Sockets send the bench's Origin, which the config allows.
+// the heap grow. --churn=K opens N idle sockets and closes them, K times, and prints RSS and the V8
+// heap after each opening and each closing, with no forced GC: whether repeated bursts of upgrades
+// make a replica grow without bound or plateau. Sockets send the bench's Origin, which the config allows.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
@@ -32,7 +35,8 @@ import { allocationSites, formatAllocation, samplingParams } from './lib/alloc.m
 
 const rssOnly = process.argv.includes('--rss');
 const alloc = process.argv.includes('--alloc');
-if (((!rssOnly && !alloc) || process.argv.includes('--survivors')) && typeof global.gc !== 'function') {
+const churn = Number(process.argv.find((a) => a.startsWith('--churn='))?.slice(8) ?? 0);
+if (((!rssOnly && !alloc && !churn) || process.argv.includes('--survivors')) && typeof global.gc !== 'function') {
   process.stderr.write('run with node --expose-gc\n');
   process.exit(2);
 }
@@ -83,7 +87,23 @@ try {
   // A few sockets first, so one-off structures (maps, code) exist before the baseline.
   await ask({ cmd: 'prepare', ...spec, conns: 10, tokenPrefix: 'warm' }, 'ready');
 
-  if (alloc) {
+  if (churn > 0) {
+    const heap = () => {
+      const h = v8.getHeapStatistics();
+      const mib = (b) => (b / 2 ** 20).toFixed(1);
+      return `RSS ${mib(process.memoryUsage().rss)} MiB, V8 heap ${mib(h.used_heap_size)} used of ${mib(h.total_heap_size)} MiB`;
+    };
+    process.stdout.write(`${mode} mode, ${n} idle sockets opened and closed ${churn} times; at the start: ${heap()}\n`);
+    for (let cycle = 1; cycle <= churn; cycle++) {
+      const { opened } = await ask({ cmd: 'prepare', ...spec, conns: n, tokenPrefix: `churn${cycle}` }, 'ready');
+      await new Promise((r) => setTimeout(r, 1500));
+      const open = heap();
+      await ask({ cmd: 'stop' }, 'done');
+      await new Promise((r) => setTimeout(r, 3000));
+      process.stdout.write(`  burst ${cycle}: ${opened} open: ${open}; closed: ${heap()}\n`);
+    }
+    await gateway.shutdown();
+  } else if (alloc) {
     const session = new inspector.Session();
     session.connect();
     // --survivors: what outlived a scavenge (kept, or promoted and collected by a full GC later).
