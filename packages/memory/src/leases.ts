@@ -43,6 +43,16 @@ export class MemoryConnectionLeases implements ConnectionLeases {
     return { granted: true };
   }
 
+  /**
+   * Records a slot granted elsewhere (Redis) without checking the limits: the failover fills its
+   * per-replica mirror with what this replica holds when Redis stops answering.
+   */
+  hold(connectionId: string, userId: string): void {
+    if (this.owners.has(connectionId)) return;
+    this.byUser.set(userId, (this.byUser.get(userId) ?? 0) + 1);
+    this.owners.set(connectionId, userId);
+  }
+
   releaseNow(connectionId: string): void {
     const userId = this.owners.get(connectionId);
     if (userId === undefined) return;
@@ -65,6 +75,10 @@ export class MemoryConnectionLeases implements ConnectionLeases {
   }
 
   async releaseAll(): Promise<void> {
+    this.releaseAllNow();
+  }
+
+  releaseAllNow(): void {
     this.owners.clear();
     this.byUser.clear();
   }

@@ -202,6 +202,43 @@ describe('FailoverConnectionLeases with Redis unreachable', () => {
   });
 });
 
+describe('FailoverConnectionLeases: the per-replica twin', () => {
+  it('counts nothing while Redis decides, counts every slot this replica holds from the first fallback decision, and empties when Redis decides again', async () => {
+    const c = await client();
+    const health = new RedisHealth(c, quiet, { probeIntervalMs: 300 });
+    const redisLeases = new RedisConnectionLeases(c, health, quiet, { keys: redisKeys(uniquePrefix('twin')), maxPerUser: 3, maxGlobal: 10, leaseMs: 30_000 });
+    const twin = new MemoryConnectionLeases({ maxPerUser: 3, maxGlobal: 10 });
+    const decisions: string[] = [];
+    const metrics = { ...noopMetrics, fallbackDecision: (_s: string, d: string) => void decisions.push(d) };
+    const leases = new FailoverConnectionLeases(redisLeases, twin, health, 'local', metrics, quiet);
+    closers.push(async () => {
+      await leases.close();
+      health.close();
+    });
+    expect(await leases.acquire('t1', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('t2', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('t3', 'v')).toEqual({ granted: true });
+    await leases.release('t3', 'v');
+    expect(twin.size).toBe(0);
+
+    // Redis taken for away (the probe finds it again shortly): the two slots of u count here at once.
+    health.startDown();
+    expect(await leases.acquire('t4', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('t5', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
+    expect(decisions).toEqual(['local_allowed', 'local_denied']);
+    expect([twin.size, twin.countFor('u'), twin.countFor('v')]).toEqual([3, 3, 0]);
+    await leases.release('t1', 'u');
+    expect(twin.countFor('u')).toBe(2);
+
+    // Back: Redis decides again (t4, adopted, is registered by the restore) and the twin lets go.
+    await waitFor(() => !health.isDown(), 5000);
+    expect(await leases.acquire('t6', 'u')).toEqual({ granted: true });
+    expect(await leases.acquire('t7', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
+    expect(twin.size).toBe(0);
+    expect(redisLeases.heldCount).toBe(3);
+  });
+});
+
 describe('FailoverRateLimiter with Redis unreachable', () => {
   it('decides from memory with the same windows in local mode and refuses in closed mode, counting each', async () => {
     const c = createRedisClient('redis://127.0.0.1:1'); // nothing listens on port 1

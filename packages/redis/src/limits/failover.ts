@@ -33,10 +33,18 @@ export class RedisTooSlowError extends SharedStateUnavailableError {
 /**
  * Connection slots in Redis, with the failure mode applied: while Redis is down (or a call to it
  * fails) `local` decides with the same limits in this replica's memory and keeps the slot for
- * the restore; `closed` refuses. The memory twin mirrors every slot this replica holds, so its
- * per-replica counts are right the moment Redis goes away.
+ * the restore; `closed` refuses.
+ *
+ * The memory twin counts this replica's slots only while it decides: the first decision without
+ * Redis fills it from the slots the Redis leases hold (granted or adopted, the same set the
+ * heartbeat renews), so its per-replica counts are right from that moment; it follows every grant
+ * and release from then on, and the next decision Redis takes empties it again. While Redis
+ * answers, a socket costs no entries in it (two Map entries per idle socket, ~80 B).
  */
 export class FailoverConnectionLeases implements ConnectionLeases {
+  /** Whether `local` holds this replica's slots (from the first fallback decision until Redis decides again). */
+  private mirrored = false;
+
   constructor(
     private readonly redis: RedisConnectionLeases,
     private readonly local: MemoryConnectionLeases,
@@ -54,8 +62,7 @@ export class FailoverConnectionLeases implements ConnectionLeases {
     if (this.health.isDown()) return Promise.resolve(this.fallback(connectionId, userId));
     return this.redis.acquire(connectionId, userId).then(
       (decision) => {
-        // Redis granted within the shared limits; the mirror only counts it.
-        if (decision.granted) this.local.acquireNow(connectionId, userId);
+        this.decidedByRedis(connectionId, userId, decision);
         return decision;
       },
       (err: unknown) => this.acquireAfterFailure(connectionId, userId, err),
@@ -72,7 +79,7 @@ export class FailoverConnectionLeases implements ConnectionLeases {
     if (isTimeout(first) && (await this.health.verify())) {
       try {
         const decision = await this.redis.acquire(connectionId, userId);
-        if (decision.granted) this.local.acquireNow(connectionId, userId);
+        this.decidedByRedis(connectionId, userId, decision);
         return decision;
       } catch (again) {
         if (isTimeout(again) && !this.health.isDown()) {
@@ -98,10 +105,29 @@ export class FailoverConnectionLeases implements ConnectionLeases {
       this.metrics.fallbackDecision('leases', 'refused');
       return { granted: false, reason: 'unavailable', retryAfterMs: 1000 };
     }
+    if (!this.mirrored) {
+      this.mirrored = true;
+      for (const [id, user] of this.redis.heldEntries()) this.local.hold(id, user);
+    }
     const decision = this.local.acquireNow(connectionId, userId);
     this.metrics.fallbackDecision('leases', decision.granted ? 'local_allowed' : 'local_denied');
     if (decision.granted) this.redis.adopt(connectionId, userId);
     return decision;
+  }
+
+  /**
+   * Redis decided again: the memory twin empties until the next fallback (every slot it counted is
+   * in the Redis leases' set, adopted ones included). A grant that Redis gave while the twin still
+   * counts (a call sent before the outage was noticed) is counted there too.
+   */
+  private decidedByRedis(connectionId: string, userId: string, decision: SlotDecision): void {
+    if (!this.mirrored) return;
+    if (this.health.isDown()) {
+      if (decision.granted) this.local.hold(connectionId, userId);
+      return;
+    }
+    this.mirrored = false;
+    this.local.releaseAllNow();
   }
 
   async release(connectionId: string, userId: string): Promise<void> {

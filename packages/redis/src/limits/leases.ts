@@ -90,6 +90,11 @@ export class RedisConnectionLeases implements ConnectionLeases {
     return this.held.size;
   }
 
+  /** Those connections, as connection id -> user id. */
+  heldEntries(): IterableIterator<[string, string]> {
+    return this.held.entries();
+  }
+
   /**
    * Acquisitions asked for during one event-loop turn go to Redis in one `slots_acquire` call,
    * decided in the order asked (an upgrade storm costs a round trip per turn, not per upgrade).
