@@ -166,9 +166,9 @@ function reportRss(opened, start, end, what = warm ? 'warm' : 'fresh process') {
 
 /** Sampled allocation by function (self), with its two callers, per upgrade. */
 function reportAlloc(opened, profile) {
-  const [head, ...rest] = formatAllocation(allocationSites(profile), opened, 'upgrade', top);
-  const what = survivors ? head.replace('allocated', 'outlived a scavenge').replace('garbage included', 'promoted garbage included') : head;
-  process.stdout.write(`${opened} upgrades (${mode} mode): ${what}\n${rest.join('\n')}\n`);
+  const what = survivors ? 'outlived a scavenge per UNIT (sampled, promoted garbage included)' : undefined;
+  const [head, ...rest] = formatAllocation(allocationSites(profile), opened, 'upgrade', { top, what });
+  process.stdout.write(`${opened} upgrades (${mode} mode): ${head}\n${rest.join('\n')}\n`);
 }
 
 function reportHeap(opened, beforeSnap, afterSnap) {

@@ -696,7 +696,7 @@ async function profileServer({ alloc, bare, redis, sink, gatewayMain }) {
   if (alloc) {
     if (!existsSync(allocFile)) return { ...base, error: 'the allocation probe wrote no profile' };
     const sites = allocationSites(JSON.parse(readFileSync(allocFile, 'utf8')));
-    return { ...base, file: allocFile, allocation: formatAllocation(sites, throughput.accepted, 'message', 30) };
+    return { ...base, file: allocFile, allocation: formatAllocation(sites, throughput.accepted, 'message', { top: 30 }) };
   }
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) return { ...base, error: 'no .cpuprofile written (did the server exit cleanly on SIGTERM?)' };

@@ -38,8 +38,7 @@ export class MemoryConnectionLeases implements ConnectionLeases {
     if (mine >= this.limits.maxPerUser) {
       return { granted: false, reason: 'user_connection_limit', retryAfterMs: 1000 };
     }
-    this.byUser.set(userId, mine + 1);
-    this.owners.set(connectionId, userId);
+    this.add(connectionId, userId, mine);
     return { granted: true };
   }
 
@@ -48,8 +47,12 @@ export class MemoryConnectionLeases implements ConnectionLeases {
    * per-replica mirror with what this replica holds when Redis stops answering.
    */
   hold(connectionId: string, userId: string): void {
-    if (this.owners.has(connectionId)) return;
-    this.byUser.set(userId, (this.byUser.get(userId) ?? 0) + 1);
+    if (!this.owners.has(connectionId)) this.add(connectionId, userId, this.byUser.get(userId) ?? 0);
+  }
+
+  /** Takes a slot not held yet; `mine` is what the user holds before it. */
+  private add(connectionId: string, userId: string, mine: number): void {
+    this.byUser.set(userId, mine + 1);
     this.owners.set(connectionId, userId);
   }
 

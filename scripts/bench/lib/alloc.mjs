@@ -31,9 +31,12 @@ export function allocationSites(profile) {
   return { total, rows };
 }
 
-/** Lines of `allocationSites` per unit of work (`per` units: messages, upgrades), top `top`. */
-export function formatAllocation({ total, rows }, per, unit, top = 25) {
-  const lines = [`${Math.round(total / per).toLocaleString('en-US')} B allocated per ${unit} (sampled, garbage included)`];
+/**
+ * Lines of `allocationSites` per unit of work (`per` units: messages, upgrades), top `top`; `what`
+ * says what the bytes are (for a survivors-only profile: what outlived a scavenge).
+ */
+export function formatAllocation({ total, rows }, per, unit, { top = 25, what = 'allocated per UNIT (sampled, garbage included)' } = {}) {
+  const lines = [`${Math.round(total / per).toLocaleString('en-US')} B ${what.replace('UNIT', unit)}`];
   lines.push(`  B/${unit}  allocated in < called by < ...`);
   for (const r of rows.slice(0, top)) lines.push(`${(r.bytes / per).toFixed(0).padStart(11)}  ${r.where}`);
   return lines;
