@@ -1,24 +1,30 @@
 import type { Link, SpanContext } from '@opentelemetry/api';
 import type { AdmissionTicket } from './admission.js';
-import type { ClientSocket } from './ports.js';
+import type { SendStatus } from './ports.js';
 import { isSampled, linkTo, QuietTrace } from './tracing.js';
 
 /**
  * Where `openedAt` is counted from: the first connection's open. An offset of under ~24 days is a
  * small integer, stored in the object itself; a time since 1970 is a boxed double, 16 B more per
- * idle socket.
+ * idle socket. (So is the difference of two such times until Math.floor makes it an integer again:
+ * one double stored in the field and V8 boxes it in every connection.)
  */
 let openedBase: number | undefined;
 
-/** One open socket as core tracks it. The transport holds it as the socket's user data. */
-export class Connection {
+/**
+ * One socket as core tracks it, from the upgrade that admitted it to its close. A transport
+ * subclasses it with the two things core asks of a socket (`write`, `closeSocket`) and keeps its own
+ * per-socket state in the subclass: one object per idle socket, not a core object plus an adapter
+ * pointing at each other (docs/BENCHMARKS.md, "Memory per idle socket").
+ */
+export abstract class Connection {
   readonly id: string;
   readonly userId: string;
   readonly path: string;
   readonly origin: string | undefined;
   readonly tokenHash: string;
   closed = false;
-  private readonly openedOffset: number;
+  private openedOffset = 0;
   /**
    * One field for the trace, two fewer per idle socket: the links to the upgrade span when the
    * connection is traced (decided once), else the upgrade's span context, replaced by the
@@ -29,21 +35,37 @@ export class Connection {
    * Times of this socket's rate-limited frames, oldest first, within the last 60 s. Made on the
    * first denial: most sockets never have one, and an idle socket should cost little.
    */
-  private denials: number[] | undefined;
+  private denials: number[] | undefined = undefined;
+  /**
+   * The hub's list of open connections, kept in the connections themselves: a Map would cost each
+   * idle socket an entry (~30-60 B with its table's spare capacity) and leave a table's worth of
+   * garbage behind each time it doubles. Only ConnectionHub touches these.
+   */
+  newer: Connection | null = null;
+  older: Connection | null = null;
 
-  constructor(
-    ticket: AdmissionTicket,
-    readonly socket: ClientSocket,
-    now: number,
-  ) {
+  constructor(ticket: AdmissionTicket) {
     this.id = ticket.connectionId;
     this.userId = ticket.userId;
     this.path = ticket.path;
     this.origin = ticket.origin;
     this.tokenHash = ticket.tokenHash;
-    openedBase ??= now;
-    this.openedOffset = now - openedBase;
     this.trace = isSampled(ticket.traceContext) ? linkTo(ticket.traceContext) : ticket.traceContext;
+  }
+
+  /** Queues one text frame on the socket (the transport's primitive behind `send`). */
+  protected abstract write(text: string): SendStatus;
+
+  /**
+   * Closes the socket with this code and reason; frames already queued go out first. The transport
+   * then reports the close through ConnectionHub.closed, like any other close. Core calls it once.
+   */
+  abstract closeSocket(code: number, reason: string): void;
+
+  /** The socket opened (ConnectionHub.open), at `now` on core's clock. */
+  markOpened(now: number): void {
+    openedBase ??= now;
+    this.openedOffset = Math.floor(now - openedBase);
   }
 
   /** When the socket opened, on the clock core was given. */
@@ -90,6 +112,6 @@ export class Connection {
   /** Sends unless the socket is gone; false when the frame could not be queued. */
   send(text: string): boolean {
     if (this.closed) return false;
-    return this.socket.send(text) !== 'dropped';
+    return this.write(text) !== 'dropped';
   }
 }

@@ -7,8 +7,7 @@ import {
   replyFrame,
   type ClientMessage,
 } from '@wsgw/protocol';
-import type { AdmissionTicket } from './admission.js';
-import { Connection } from './connection.js';
+import type { Connection } from './connection.js';
 import type { GatewayMetrics } from './metrics.js';
 import { IdSource } from './ids.js';
 import { PendingRequests } from './pending.js';
@@ -16,7 +15,6 @@ import { SharedStateUnavailableError } from './ports.js';
 import type {
   AgentBus,
   AgentReply,
-  ClientSocket,
   Clock,
   ConnectionLeases,
   Logger,
@@ -48,7 +46,9 @@ export interface HubDeps {
  * replies back. Each message gets exactly one outcome (replies or one error frame).
  */
 export class ConnectionHub {
-  private readonly connections = new Map<string, Connection>();
+  /** The open connections, newest first, linked through Connection.newer/older. */
+  private newest: Connection | null = null;
+  private openConnections = 0;
   private readonly pending: PendingRequests;
   private readonly requestIds = new IdSource();
   private readonly sweeper: NodeJS.Timeout;
@@ -65,18 +65,34 @@ export class ConnectionHub {
   }
 
   get openCount(): number {
-    return this.connections.size;
+    return this.openConnections;
   }
 
   get pendingCount(): number {
     return this.pending.size;
   }
 
-  open(ticket: AdmissionTicket, socket: ClientSocket): Connection {
-    const connection = new Connection(ticket, socket, this.deps.clock.now());
-    this.connections.set(connection.id, connection);
+  /** The transport's socket for an admitted upgrade has opened; core tracks it until `closed`. */
+  open(connection: Connection): void {
+    connection.markOpened(this.deps.clock.now());
+    const { newest } = this;
+    connection.older = newest;
+    if (newest !== null) newest.newer = connection;
+    this.newest = connection;
+    this.openConnections++;
     this.deps.metrics.connectionAccepted(connection.path);
-    return connection;
+  }
+
+  private unlink(connection: Connection): void {
+    const { newer, older } = connection;
+    // Not in the list: never opened here.
+    if (newer === null && this.newest !== connection) return;
+    if (newer !== null) newer.older = older;
+    else this.newest = older;
+    if (older !== null) older.newer = newer;
+    connection.newer = null;
+    connection.older = null;
+    this.openConnections--;
   }
 
   /**
@@ -270,7 +286,7 @@ export class ConnectionHub {
   closed(connection: Connection, code: number): void {
     if (connection.closed) return;
     connection.closed = true;
-    this.connections.delete(connection.id);
+    this.unlink(connection);
     const { deps } = this;
     deps.metrics.connectionClosed(connection.path, deps.clock.now() - connection.openedAt, connection.origin, code);
     const error = closeError(code);
@@ -282,7 +298,7 @@ export class ConnectionHub {
 
   /** Closes every open socket with `code` (shutdown: 1001). */
   closeAll(code: number, reason: string): void {
-    for (const connection of [...this.connections.values()]) this.closeConnection(connection, code, reason);
+    while (this.newest !== null) this.closeConnection(this.newest, code, reason);
   }
 
   stop(): void {
@@ -291,7 +307,7 @@ export class ConnectionHub {
 
   private closeConnection(connection: Connection, code: number, reason: string): void {
     if (connection.closed) return;
-    connection.socket.close(code, reason);
+    connection.closeSocket(code, reason);
     // Transports report the close through `closed`; make sure it is accounted for either way.
     this.closed(connection, code);
   }
@@ -306,12 +322,16 @@ export class ConnectionHub {
     this.closeConnection(connection, CloseCode.policy, 'backpressure limit exceeded');
   }
 
+  /** Rare (a replica that was paused past its leases): one walk of the open connections. */
   private closeLost(ids: string[]): void {
-    for (const id of ids) {
-      const connection = this.connections.get(id);
-      if (!connection) continue;
-      this.deps.log.warn({ connection_id: id, user_id: connection.userId }, 'connection slot lease was lost; closing');
-      this.closeConnection(connection, CloseCode.internal, 'connection lease lost');
+    const lost = new Set(ids);
+    for (let connection = this.newest; connection !== null && lost.size > 0; ) {
+      const next = connection.older;
+      if (lost.delete(connection.id)) {
+        this.deps.log.warn({ connection_id: connection.id, user_id: connection.userId }, 'connection slot lease was lost; closing');
+        this.closeConnection(connection, CloseCode.internal, 'connection lease lost');
+      }
+      connection = next;
     }
   }
 

@@ -160,8 +160,5 @@ export type AgentHandler = (
 
 export type SendStatus = 'sent' | 'buffered' | 'dropped';
 
-/** A client socket as core sees it; the transport maps this onto its library. */
-export interface ClientSocket {
-  send(text: string): SendStatus;
-  close(code: number, reason: string): void;
-}
+// A transport gives core its sockets by subclassing Connection (connection.ts): one object per
+// socket, holding core's state and the transport's, with the two socket primitives core calls.

@@ -1,8 +1,8 @@
+import { Connection } from '@wsgw/core';
 import type {
   AgentBus,
   AgentReply,
   AgentRequest,
-  ClientSocket,
   ConnectionLeases,
   Logger,
   MessageRateLimiter,
@@ -55,7 +55,9 @@ export class FakeLeases implements ConnectionLeases {
     if (this.decision.granted) this.held.set(connectionId, userId);
     return this.decision;
   }
+  readonly released: string[] = [];
   async release(connectionId: string): Promise<void> {
+    this.released.push(connectionId);
     this.held.delete(connectionId);
   }
   onLost(handler: (ids: string[]) => void): void {
@@ -92,15 +94,16 @@ export class FakeBus implements AgentBus {
   async close(): Promise<void> {}
 }
 
-export class FakeSocket implements ClientSocket {
+/** A connection whose socket records what core writes to it and how core closes it. */
+export class FakeConnection extends Connection {
   readonly sent: Array<Record<string, unknown>> = [];
   closedWith: { code: number; reason: string } | undefined;
   status: SendStatus = 'sent';
-  send(text: string): SendStatus {
+  protected write(text: string): SendStatus {
     this.sent.push(JSON.parse(text) as Record<string, unknown>);
     return this.status;
   }
-  close(code: number, reason: string): void {
+  closeSocket(code: number, reason: string): void {
     this.closedWith = { code, reason };
   }
 }

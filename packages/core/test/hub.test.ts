@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionHub, noopMetrics, type AdmissionTicket } from '@wsgw/core';
-import { FakeBus, FakeClock, FakeLeases, FakeRates, FakeSocket, RecordingLogger } from './fakes.js';
+import { FakeBus, FakeClock, FakeLeases, FakeRates, FakeConnection, RecordingLogger } from './fakes.js';
 
 const ticket = (id = 'c1'): AdmissionTicket => ({
   connectionId: id,
@@ -24,10 +24,10 @@ function setup(perMinute = 5) {
     { replicaId: 'r1', maxMessagesPerMinute: perMinute, agentReplyTimeoutMs: 5000, sweepIntervalMs: 60_000 },
     deps,
   );
-  const socket = new FakeSocket();
+  const connection = new FakeConnection(ticket());
   deps.leases.held.set('c1', 'u1');
-  const connection = hub.open(ticket(), socket);
-  return { hub, deps, clock, socket, connection };
+  hub.open(connection);
+  return { hub, deps, clock, socket: connection, connection };
 }
 
 const msg = (over: Record<string, unknown> = {}) =>
@@ -182,11 +182,38 @@ describe('ConnectionHub: one outcome per message', () => {
   it('closeAll closes every socket with the given code and releases slots', () => {
     const s = setup();
     hub = s.hub;
-    const other = new FakeSocket();
-    s.hub.open(ticket('c2'), other);
+    const other = new FakeConnection(ticket('c2'));
+    s.hub.open(other);
     s.hub.closeAll(1001, 'bye');
     expect(s.socket.closedWith?.code).toBe(1001);
     expect(other.closedWith?.code).toBe(1001);
     expect(s.hub.openCount).toBe(0);
+  });
+
+  it('keeps its list of open connections whatever order they close in', () => {
+    const s = setup();
+    hub = s.hub;
+    const more = ['c2', 'c3', 'c4', 'c5', 'c6', 'c7'].map((id) => new FakeConnection(ticket(id)));
+    for (const c of more) s.hub.open(c);
+    const [c2, c3, c4, c5, c6, c7] = more as [FakeConnection, FakeConnection, FakeConnection, FakeConnection, FakeConnection, FakeConnection];
+    expect(s.hub.openCount).toBe(7);
+    s.hub.closed(c4, 1000); // a middle one
+    s.hub.closed(c7, 1000); // the newest
+    s.hub.closed(s.connection, 1000); // the oldest
+    s.hub.closed(c4, 1000); // reported twice
+    s.hub.closed(new FakeConnection(ticket('never-opened')), 1006);
+    expect(s.hub.openCount).toBe(4);
+    // Lost leases: only the named ones that are open here close.
+    s.deps.leases.lostHandler?.(['c3', 'c4', 'c6', 'elsewhere']);
+    expect([c3.closedWith?.code, c6.closedWith?.code]).toEqual([1011, 1011]);
+    expect(s.hub.openCount).toBe(2);
+    const late = new FakeConnection(ticket('c8'));
+    s.hub.open(late);
+    s.hub.closeAll(1001, 'bye');
+    expect([c2, c5, late].map((c) => c.closedWith?.code)).toEqual([1001, 1001, 1001]);
+    expect([s.connection, c4, c7].map((c) => c.closedWith)).toEqual([undefined, undefined, undefined]);
+    expect(s.hub.openCount).toBe(0);
+    // Every close gave its slot back once.
+    expect(s.deps.leases.released.sort()).toEqual(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'never-opened']);
   });
 });

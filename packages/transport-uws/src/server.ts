@@ -2,7 +2,7 @@ import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.j
 import { statusLine } from '@wsgw/protocol';
 import type { ConnectionHub, Lifecycle, Logger, OriginPolicy, UpgradeAdmission } from '@wsgw/core';
 import { preflight, sendJson } from './http.js';
-import { Outbox, UwsClientSocket, type SocketData } from './socket.js';
+import { Outbox, UwsConnection, type SocketData } from './socket.js';
 import { loadUws, type Uws } from './load.js';
 
 /**
@@ -43,9 +43,7 @@ export class UwsServer {
     private readonly options: UwsServerOptions,
     private readonly deps: UwsServerDeps,
   ) {
-    this.outbox = new Outbox(options.maxBackpressureBytes, (socket) => {
-      if (socket.connection) deps.hub.slowReader(socket.connection);
-    });
+    this.outbox = new Outbox(options.maxBackpressureBytes, (connection) => deps.hub.slowReader(connection));
     this.uws = loadUws();
     this.app = this.uws.App();
     this.routes();
@@ -107,13 +105,12 @@ export class UwsServer {
         compression: this.uws.DISABLED,
         upgrade: (res, req, context) => this.upgrade(res, req, context, route),
         open: (ws) => {
-          const { socket } = ws.getUserData();
-          if (socket.ticket === null) return;
-          socket.opened(ws, deps.hub.open(socket.ticket, socket));
+          const { connection } = ws.getUserData();
+          connection.attach(ws);
+          deps.hub.open(connection);
         },
         message: (ws, message, isBinary) => {
-          const { connection } = ws.getUserData().socket;
-          if (!connection) return;
+          const { connection } = ws.getUserData();
           if (message.byteLength > options.maxPayloadBytes) {
             deps.hub.tooBig(connection);
             return;
@@ -123,9 +120,9 @@ export class UwsServer {
           deps.hub.message(connection, text);
         },
         close: (ws, code) => {
-          const { socket } = ws.getUserData();
-          socket.gone();
-          if (socket.connection) deps.hub.closed(socket.connection, code);
+          const { connection } = ws.getUserData();
+          connection.gone();
+          deps.hub.closed(connection, code);
         },
       });
     }
@@ -173,7 +170,7 @@ export class UwsServer {
             return;
           }
           res.cork(() => {
-            res.upgrade<SocketData>({ socket: new UwsClientSocket(ticket, this.outbox) }, key, protocol, extensions, context);
+            res.upgrade<SocketData>({ connection: new UwsConnection(ticket, this.outbox) }, key, protocol, extensions, context);
           });
           return;
         }

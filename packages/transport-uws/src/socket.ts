@@ -1,13 +1,13 @@
 import type { WebSocket } from 'uWebSockets.js';
-import type { AdmissionTicket, ClientSocket, Connection, SendStatus } from '@wsgw/core';
+import { Connection, type AdmissionTicket, type SendStatus } from '@wsgw/core';
 
 /**
  * What a uWS socket carries from upgrade to close. uWS copies the user data's properties onto
  * its WebSocket object, so one property here is one slot on each of them: everything else lives
- * in the adapter.
+ * in the connection.
  */
 export interface SocketData {
-  socket: UwsClientSocket;
+  connection: UwsConnection;
 }
 
 /**
@@ -16,17 +16,17 @@ export interface SocketData {
  * One per server, shared by its sockets with the backpressure limit they write under.
  */
 export class Outbox {
-  private dirty: UwsClientSocket[] = [];
+  private dirty: UwsConnection[] = [];
   private scheduled = false;
 
   constructor(
     /** Bytes a socket may have unread before more frames to it are dropped. */
     readonly maxBackpressure: number,
-    private readonly onDropped: (socket: UwsClientSocket) => void,
+    private readonly onDropped: (connection: UwsConnection) => void,
   ) {}
 
-  mark(socket: UwsClientSocket): void {
-    this.dirty.push(socket);
+  mark(connection: UwsConnection): void {
+    this.dirty.push(connection);
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => this.flushAll());
@@ -35,38 +35,34 @@ export class Outbox {
 
   private flushAll(): void {
     this.scheduled = false;
-    const sockets = this.dirty;
+    const connections = this.dirty;
     this.dirty = [];
-    for (const socket of sockets) {
-      if (!socket.flush()) this.onDropped(socket);
+    for (const connection of connections) {
+      if (!connection.flush()) this.onDropped(connection);
     }
   }
 }
 
 /**
- * core's ClientSocket on a uWS WebSocket, and the socket's whole state on our side: created at
- * the upgrade with the admission ticket, which it holds only until the socket opens (the
- * `Connection` then holds the same fields).
+ * A gateway socket on uWS: core's Connection with what the transport keeps per socket. Made at
+ * the upgrade from the admission ticket (the ticket is not kept), given its uWS WebSocket when the
+ * socket opens, and cut from it when uWS reports the close.
  */
-export class UwsClientSocket implements ClientSocket {
+export class UwsConnection extends Connection {
   /** Null until open and again once closed: uWS sockets must not be touched after close. */
   private ws: WebSocket<SocketData> | null = null;
-  ticket: AdmissionTicket | null;
-  connection: Connection | null = null;
   private queued: string[] | null = null;
 
   constructor(
     ticket: AdmissionTicket,
     private readonly outbox: Outbox,
   ) {
-    this.ticket = ticket;
+    super(ticket);
   }
 
-  /** The socket is open: from now on frames go to `ws`; the ticket is no longer needed. */
-  opened(ws: WebSocket<SocketData>, connection: Connection): void {
+  /** The socket is open: from now on frames go to `ws`. */
+  attach(ws: WebSocket<SocketData>): void {
     this.ws = ws;
-    this.connection = connection;
-    this.ticket = null;
   }
 
   /** uWS reported the close (either side's): nothing may touch the socket any more. */
@@ -74,7 +70,7 @@ export class UwsClientSocket implements ClientSocket {
     this.ws = null;
   }
 
-  send(text: string): SendStatus {
+  protected write(text: string): SendStatus {
     const { ws } = this;
     if (ws === null) return 'dropped';
     if (this.queued === null) {
@@ -106,7 +102,7 @@ export class UwsClientSocket implements ClientSocket {
     return ok;
   }
 
-  close(code: number, reason: string): void {
+  closeSocket(code: number, reason: string): void {
     const { ws } = this;
     if (ws === null) return;
     // Frames sent just before closing (the error that explains a 1008) go out first.
