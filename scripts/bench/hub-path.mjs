@@ -35,10 +35,24 @@ const hub = new core.ConnectionHub(
 );
 
 let replies = 0;
+const ticket = (i) => ({ connectionId: `c${i}`, userId: `u${i}`, path: '/api/ws/agent', origin: 'http://bench.example', tokenHash: 'h' });
+// A transport's connection counts what it is sent. Builds before bf7bfc2 (a baseline ROOT) took a
+// separate socket object in ConnectionHub.open instead of a Connection subclass.
+const ownConnections = typeof core.Connection.prototype.markOpened === 'function';
+class CountingConnection extends core.Connection {
+  write() {
+    replies++;
+    return 'buffered';
+  }
+  closeSocket() {}
+}
 const socket = { send: () => (replies++, 'buffered'), close() {} };
-const connections = Array.from({ length: 100 }, (_, i) =>
-  hub.open({ connectionId: `c${i}`, userId: `u${i}`, path: '/api/ws/agent', origin: 'http://bench.example', tokenHash: 'h' }, socket),
-);
+const connections = Array.from({ length: 100 }, (_, i) => {
+  if (!ownConnections) return hub.open(ticket(i), socket);
+  const connection = new CountingConnection(ticket(i));
+  hub.open(connection);
+  return connection;
+});
 // The benchmark's frame, with an 8-digit id per message in flight.
 const frames = Array.from({ length: 8 }, (_, i) => `{"agent_type":"echo","message":"hello from the benchmark","id":"${String(i).padStart(8, '0')}"}`);
 const perRound = connections.length * frames.length;
