@@ -298,7 +298,11 @@ export class ConnectionHub {
 
   /** Closes every open socket with `code` (shutdown: 1001). */
   closeAll(code: number, reason: string): void {
-    while (this.newest !== null) this.closeConnection(this.newest, code, reason);
+    for (let connection = this.newest; connection !== null; ) {
+      const next = connection.older;
+      this.closeConnection(connection, code, reason);
+      connection = next;
+    }
   }
 
   stop(): void {
