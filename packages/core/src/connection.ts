@@ -22,7 +22,13 @@ export abstract class Connection {
   readonly userId: string;
   readonly path: string;
   readonly origin: string | undefined;
-  readonly tokenHash: string;
+  /**
+   * The token hash (tokenFingerprint's 12 hex digits) as two 24-bit halves, small integers kept in
+   * the object itself: as a string it cost every idle socket 32 B. Any other form is kept as it is
+   * (`tokenHigh` -1), so `tokenHash` always gives back what the ticket had.
+   */
+  private readonly tokenHigh: number;
+  private readonly tokenLow: number | string;
   closed = false;
   private openedOffset = 0;
   /**
@@ -31,11 +37,6 @@ export abstract class Connection {
    * QuietTrace built from it on first use.
    */
   private trace: Link[] | QuietTrace | SpanContext | undefined;
-  /**
-   * Times of this socket's rate-limited frames, oldest first, within the last 60 s. Made on the
-   * first denial: most sockets never have one, and an idle socket should cost little.
-   */
-  private denials: number[] | undefined = undefined;
   /**
    * The hub's list of open connections, kept in the connections themselves: a Map would cost each
    * idle socket an entry (~30-60 B with its table's spare capacity) and leave a table's worth of
@@ -49,7 +50,11 @@ export abstract class Connection {
     this.userId = ticket.userId;
     this.path = ticket.path;
     this.origin = ticket.origin;
-    this.tokenHash = ticket.tokenHash;
+    const hash = ticket.tokenHash;
+    const high = hash.length === 12 ? hexValue(hash, 0, 6) : -1;
+    const low = high < 0 ? -1 : hexValue(hash, 6, 12);
+    this.tokenHigh = low < 0 ? -1 : high;
+    this.tokenLow = low < 0 ? hash : low;
     this.trace = isSampled(ticket.traceContext) ? linkTo(ticket.traceContext) : ticket.traceContext;
   }
 
@@ -66,6 +71,13 @@ export abstract class Connection {
   markOpened(now: number): void {
     openedBase ??= now;
     this.openedOffset = Math.floor(now - openedBase);
+  }
+
+  /** The hash of the session token this socket opened with (never the token). */
+  get tokenHash(): string {
+    const { tokenLow } = this;
+    if (typeof tokenLow === 'string') return tokenLow;
+    return this.tokenHigh.toString(16).padStart(6, '0') + tokenLow.toString(16).padStart(6, '0');
   }
 
   /** When the socket opened, on the clock core was given. */
@@ -97,21 +109,21 @@ export abstract class Connection {
     return quiet;
   }
 
-  /**
-   * Records a rate-limited frame and answers whether this socket has now gone past `limit`
-   * denials in the last 60 s (CONTRACT §5: such a socket is closed with 1008).
-   */
-  recordDenial(now: number, limit: number): { first: boolean; exceeded: boolean } {
-    const denials = (this.denials ??= []);
-    const horizon = now - 60_000;
-    while (denials.length > 0 && (denials[0] as number) <= horizon) denials.shift();
-    denials.push(now);
-    return { first: denials.length === 1, exceeded: denials.length > limit };
-  }
-
   /** Sends unless the socket is gone; false when the frame could not be queued. */
   send(text: string): boolean {
     if (this.closed) return false;
     return this.write(text) !== 'dropped';
   }
+}
+
+/** The number the lowercase hex digits text[from, to) spell, or -1 if they are not all such digits. */
+function hexValue(text: string, from: number, to: number): number {
+  let value = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
 }

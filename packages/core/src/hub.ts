@@ -51,6 +51,11 @@ export class ConnectionHub {
   private openConnections = 0;
   private readonly pending: PendingRequests;
   private readonly requestIds = new IdSource();
+  /**
+   * Times of each socket's rate-limited frames, oldest first, within the last 60 s: only for
+   * sockets that had one (most never do, and an idle socket should cost nothing here).
+   */
+  private readonly denials = new WeakMap<Connection, number[]>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -228,7 +233,7 @@ export class ConnectionHub {
   private rateLimited(connection: Connection, text: string | null, retryAfterMs: number, span: Span): void {
     const { deps } = this;
     deps.metrics.rateLimitExceeded();
-    const { first, exceeded } = connection.recordDenial(deps.clock.now(), this.options.maxMessagesPerMinute);
+    const { first, exceeded } = this.recordDenial(connection, deps.clock.now());
     if (first || exceeded) {
       deps.log.warn(
         {
@@ -249,6 +254,22 @@ export class ConnectionHub {
       }),
     );
     if (exceeded) this.closeConnection(connection, CloseCode.policy, 'rate limit exceeded repeatedly');
+  }
+
+  /**
+   * Records a rate-limited frame and answers whether this socket has now gone past
+   * WEBSOCKET_MAX_MESSAGES_PER_MINUTE denials in the last 60 s (CONTRACT §5: closed with 1008).
+   */
+  private recordDenial(connection: Connection, now: number): { first: boolean; exceeded: boolean } {
+    let denials = this.denials.get(connection);
+    if (denials === undefined) {
+      denials = [];
+      this.denials.set(connection, denials);
+    }
+    const horizon = now - 60_000;
+    while (denials.length > 0 && (denials[0] as number) <= horizon) denials.shift();
+    denials.push(now);
+    return { first: denials.length === 1, exceeded: denials.length > this.options.maxMessagesPerMinute };
   }
 
   /** A frame above WEBSOCKET_MAX_PAYLOAD_BYTES: 1009, and it counts as nothing else. */
