@@ -8,7 +8,10 @@ export interface Rejected {
 
 export interface OpenClient {
   ws: WebSocket;
-  /** The next frame from the gateway, parsed as JSON (fails after `timeoutMs`). */
+  /**
+   * The next frame from the gateway, parsed as JSON. Fails after `timeoutMs`, or as soon as the
+   * socket has closed with no frame left to take (saying how it closed).
+   */
   next(timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Every frame received so far and not yet taken by `next`. */
   drainReceived(): Array<Record<string, unknown>>;
@@ -30,9 +33,17 @@ export function connect(
     if (options.origin !== undefined) wsOptions.origin = options.origin;
     const ws = new WebSocket(url, wsOptions);
     const queue: Array<Record<string, unknown>> = [];
-    const waiters: Array<(frame: Record<string, unknown>) => void> = [];
+    const waiters: Array<{ take: (frame: Record<string, unknown>) => void; gone: (err: Error) => void }> = [];
+    let received = 0;
+    let closedWith: { code: number; reason: string } | undefined;
+    const closedError = () =>
+      new Error(`socket closed (${closedWith?.code} ${JSON.stringify(closedWith?.reason)}) after ${received} frames, none left to take`);
     const closed = new Promise<{ code: number; reason: string }>((res) => {
-      ws.on('close', (code, reason) => res({ code, reason: reason.toString() }));
+      ws.on('close', (code, reason) => {
+        closedWith = { code, reason: reason.toString() };
+        for (const waiter of waiters.splice(0)) waiter.gone(closedError());
+        res(closedWith);
+      });
     });
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
@@ -42,8 +53,9 @@ export function connect(
       } catch {
         frame = { unparsable: text };
       }
+      received++;
       const waiter = waiters.shift();
-      if (waiter) waiter(frame);
+      if (waiter) waiter.take(frame);
       else queue.push(frame);
     });
     ws.on('unexpected-response', (_req, res) => {
@@ -77,16 +89,26 @@ export function connect(
                 res(queued);
                 return;
               }
+              if (closedWith !== undefined) {
+                rej(closedError());
+                return;
+              }
               const timer = setTimeout(() => {
-                const i = waiters.indexOf(done);
+                const i = waiters.indexOf(waiter);
                 if (i >= 0) waiters.splice(i, 1);
-                rej(new Error(`no frame within ${timeoutMs} ms`));
+                rej(new Error(`no frame within ${timeoutMs} ms (${received} frames received so far)`));
               }, timeoutMs);
-              const done = (frame: Record<string, unknown>) => {
-                clearTimeout(timer);
-                res(frame);
+              const waiter = {
+                take: (frame: Record<string, unknown>) => {
+                  clearTimeout(timer);
+                  res(frame);
+                },
+                gone: (err: Error) => {
+                  clearTimeout(timer);
+                  rej(err);
+                },
               };
-              waiters.push(done);
+              waiters.push(waiter);
             }),
           drainReceived: () => queue.splice(0),
           close: async () => {
