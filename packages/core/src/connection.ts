@@ -11,6 +11,9 @@ import { isSampled, linkTo, QuietTrace } from './tracing.js';
  */
 let openedBase: number | undefined;
 
+/** What tokenFingerprint makes: 12 lowercase hex digits. */
+const FINGERPRINT = /^[0-9a-f]{12}$/;
+
 /**
  * One socket as core tracks it, from the upgrade that admitted it to its close. A transport
  * subclasses it with the two things core asks of a socket (`write`, `closeSocket`) and keeps its own
@@ -24,8 +27,8 @@ export abstract class Connection {
   readonly origin: string | undefined;
   /**
    * The token hash (tokenFingerprint's 12 hex digits) as two 24-bit halves, small integers kept in
-   * the object itself: as a string it cost every idle socket 32 B. Any other form is kept as it is
-   * (`tokenHigh` -1), so `tokenHash` always gives back what the ticket had.
+   * the object itself: as a string it cost every idle socket 32 B. A hash of any other form is kept
+   * as it is in `tokenLow`, so `tokenHash` always gives back what the ticket had.
    */
   private readonly tokenHigh: number;
   private readonly tokenLow: number | string;
@@ -51,10 +54,9 @@ export abstract class Connection {
     this.path = ticket.path;
     this.origin = ticket.origin;
     const hash = ticket.tokenHash;
-    const high = hash.length === 12 ? hexValue(hash, 0, 6) : -1;
-    const low = high < 0 ? -1 : hexValue(hash, 6, 12);
-    this.tokenHigh = low < 0 ? -1 : high;
-    this.tokenLow = low < 0 ? hash : low;
+    const packed = FINGERPRINT.test(hash);
+    this.tokenHigh = packed ? parseInt(hash.slice(0, 6), 16) : 0;
+    this.tokenLow = packed ? parseInt(hash.slice(6), 16) : hash;
     this.trace = isSampled(ticket.traceContext) ? linkTo(ticket.traceContext) : ticket.traceContext;
   }
 
@@ -114,16 +116,4 @@ export abstract class Connection {
     if (this.closed) return false;
     return this.write(text) !== 'dropped';
   }
-}
-
-/** The number the lowercase hex digits text[from, to) spell, or -1 if they are not all such digits. */
-function hexValue(text: string, from: number, to: number): number {
-  let value = 0;
-  for (let i = from; i < to; i++) {
-    const c = text.charCodeAt(i);
-    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
-    if (digit < 0) return -1;
-    value = value * 16 + digit;
-  }
-  return value;
 }
