@@ -144,7 +144,7 @@ export class ConnectionHub {
       if (!(err instanceof SharedStateUnavailableError)) {
         deps.log.error({ err, connection_id: connection.id, ...traceLogFields(span) }, 'rate limiter failed');
       }
-      connection.send(errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
+      this.answer(connection, errorFrame(MessageErrorCode.unavailable, 'rate limiter unavailable', peekId(text)));
       endSpan(span, MessageErrorCode.unavailable, true);
       return;
     }
@@ -160,14 +160,14 @@ export class ConnectionHub {
     }
     if (text === null) {
       deps.metrics.messageRejected('binary');
-      connection.send(errorFrame(MessageErrorCode.invalidMessage, 'binary frames are not accepted; send JSON text', undefined));
+      this.answer(connection, errorFrame(MessageErrorCode.invalidMessage, 'binary frames are not accepted; send JSON text', undefined));
       endSpan(span, MessageErrorCode.invalidMessage, false);
       return;
     }
     const parsed = parseClientMessage(text);
     if (!parsed.ok) {
       deps.metrics.messageRejected('invalid');
-      connection.send(errorFrame(MessageErrorCode.invalidMessage, parsed.reason, parsed.id));
+      this.answer(connection, errorFrame(MessageErrorCode.invalidMessage, parsed.reason, parsed.id));
       endSpan(span, MessageErrorCode.invalidMessage, false);
       return;
     }
@@ -226,7 +226,7 @@ export class ConnectionHub {
   private published(result: PublishResult, requestId: string, connection: Connection, msg: ClientMessage, span: Span): void {
     if (result.accepted || !this.pending.get(requestId)) return;
     this.pending.delete(requestId);
-    connection.send(errorFrame(result.code, result.message, msg.id));
+    this.answer(connection, errorFrame(result.code, result.message, msg.id));
     endSpan(span, result.code, result.code === 'unavailable');
   }
 
@@ -248,7 +248,8 @@ export class ConnectionHub {
         exceeded ? 'closing socket that keeps flooding' : 'message rate limit reached',
       );
     }
-    connection.send(
+    this.answer(
+      connection,
       errorFrame(MessageErrorCode.rateLimited, 'message rate limit reached', peekId(text), {
         retry_after_ms: Math.max(1, Math.ceil(retryAfterMs)),
       }),
@@ -337,6 +338,15 @@ export class ConnectionHub {
     this.closed(connection, code);
   }
 
+  /**
+   * Sends a frame that answers a message. One the socket cannot take (the client has left more
+   * than WEBSOCKET_MAX_BACKPRESSURE_BYTES unread) would leave that message with no outcome at all:
+   * the socket is closed as a slow reader, as for a reply.
+   */
+  private answer(connection: Connection, frame: string): void {
+    if (!connection.send(frame) && !connection.closed) this.slowReader(connection);
+  }
+
   /** The client does not read what it is sent: close before its backlog grows our memory. */
   slowReader(connection: Connection): void {
     this.deps.metrics.backpressureDrop();
@@ -364,7 +374,8 @@ export class ConnectionHub {
     for (const [, entry] of this.pending.expire(this.deps.clock.now())) {
       if (entry.span) endSpan(entry.span, entry.connection.closed ? 'connection_gone' : MessageErrorCode.agentTimeout, !entry.connection.closed);
       if (entry.connection.closed) continue;
-      entry.connection.send(
+      this.answer(
+        entry.connection,
         errorFrame(MessageErrorCode.agentTimeout, `agent ${entry.agentType} did not reply in time`, entry.clientId),
       );
     }

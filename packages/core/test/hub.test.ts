@@ -171,6 +171,50 @@ describe('ConnectionHub: one outcome per message', () => {
     expect(s.socket.closedWith?.code).toBe(1008);
   });
 
+  // An error frame the socket cannot take would leave its message with no outcome at all.
+  it.each([
+    ['invalid_message', (s: ReturnType<typeof setup>) => s.hub.message(s.connection, '{"id":"m1"}')],
+    ['rate_limited', (s: ReturnType<typeof setup>) => {
+      s.deps.rates.decisions.push({ allowed: false, retryAfterMs: 500 });
+      s.hub.message(s.connection, msg());
+    }],
+    ['publish refused', (s: ReturnType<typeof setup>) => {
+      s.deps.bus.result = { accepted: false, code: 'agent_unavailable', message: 'no worker' };
+      s.hub.message(s.connection, msg());
+    }],
+    ['agent_timeout', (s: ReturnType<typeof setup>) => {
+      s.socket.status = 'sent';
+      s.hub.message(s.connection, msg());
+      s.socket.status = 'dropped';
+      s.clock.t += 5000;
+      s.hub.sweep();
+    }],
+  ])('closes a slow reader whose error frame (%s) it cannot take, and releases its slot', (_, act) => {
+    const s = setup();
+    hub = s.hub;
+    s.socket.status = 'dropped';
+    act(s);
+    expect(s.socket.sent).toHaveLength(1);
+    expect(s.socket.sent[0]).toMatchObject({ type: 'error' });
+    expect(s.socket.closedWith).toEqual({ code: 1008, reason: 'backpressure limit exceeded' });
+    expect(s.hub.openCount).toBe(0);
+    expect(s.deps.leases.released).toEqual(['c1']);
+    // The closed socket gets nothing more, and is not closed twice.
+    s.hub.message(s.connection, '{"id":"m2"}');
+    expect(s.socket.sent).toHaveLength(1);
+  });
+
+  it('does not treat an error frame for a socket already closed as a slow reader', () => {
+    const s = setup();
+    hub = s.hub;
+    s.deps.rates.consume = (_user, done) => done(null, new Error('redis down'));
+    s.hub.closed(s.connection, 1000);
+    s.hub.message(s.connection, msg());
+    expect(s.socket.closedWith).toBeUndefined();
+    expect((s.deps.log as RecordingLogger).lines.filter((l) => l.level === 'warn')).toEqual([]);
+    expect(s.deps.leases.released).toEqual(['c1']);
+  });
+
   it('closes connections whose lease was lost', () => {
     const s = setup();
     hub = s.hub;

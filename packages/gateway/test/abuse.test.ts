@@ -133,6 +133,29 @@ describe('slow readers and silent sockets', () => {
     await gw.stop();
   });
 
+  it('so is one that floods invalid frames and does not read their error frames', async () => {
+    const gw = await startTestGateway({
+      WEBSOCKET_MAX_BACKPRESSURE_BYTES: '262144',
+      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '100000',
+      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000',
+    });
+    const ws = new WebSocket(gw.wsUrl('error-flooder'));
+    await new Promise((r) => ws.once('open', r));
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    ws.on('error', () => {});
+    (ws as unknown as { _socket: net.Socket })._socket.pause();
+    // No agent_type: each frame gets an invalid_message error naming its ~250-character id,
+    // ~13 MB of error frames in all, more than the kernel's socket buffers hold.
+    const pad = 'e'.repeat(240);
+    for (let i = 0; i < 40_000; i++) ws.send(`{"id":"${pad}-${i}"}`);
+    await waitFor(() => gw.handle.hub.openCount === 0, 20_000);
+    (ws as unknown as { _socket: net.Socket })._socket.resume();
+    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    expect([1008, 1006]).toContain(code);
+    await stillServes(gw);
+    await gw.stop();
+  });
+
   it('a silent socket is closed after WEBSOCKET_IDLE_TIMEOUT_SECONDS', async () => {
     const gw = await startTestGateway({ WEBSOCKET_IDLE_TIMEOUT_SECONDS: '8' });
     const c = await open(gw.wsUrl('idle'));
