@@ -174,6 +174,7 @@ export function printReport(report, out) {
           t.label,
           'idle, warm',
           `${r.conns} more past the first burst's high-water mark: RSS ${r.rssReopenMiB} -> ${r.rssWarmMiB} MiB = ${fmt(r.warmBytesPerConn)} B/socket` +
+            (r.allRounds ? ` [median of ${r.medianOf} fresh processes: ${r.allRounds.map((b) => fmt(b)).join(', ')}]` : '') +
             `  (first burst closed: RSS ${r.rssClosedMiB} MiB, ${r.settled ? 'settled in' : 'NOT settled within'} ${r.settleS} s;` +
             ` ${r.conns} reopened: +${fmt(r.reopenBytesPerConn)} B/socket)`,
         ]);
