@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Cluster, Redis } from 'ioredis';
 import { redisKeys } from '@wsgw/redis';
-import { open, spawnGateway, uniquePrefix, type GatewayProcess, type OpenClient } from '@wsgw/testkit';
+import { open, spawnGateway, uniquePrefix, withGatewayReport, type GatewayProcess, type OpenClient } from '@wsgw/testkit';
 import { devUserId, redisNow, topologies, type Topology } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
@@ -192,7 +192,9 @@ describe.each(topologies)('message rate cost under load ($name, INFO commandstat
     const before = await redis.commandStats();
     const perClient = 250;
     // Frames that pass the limiter and stop there (invalid_message): only the limits talk to Redis.
-    const results = await Promise.all(clients.map((c, i) => burst(c, perClient, `l${i}`, 'invalid')));
+    const results = await withGatewayReport(replicas, () =>
+      Promise.all(clients.map((c, i) => burst(c, perClient, `l${i}`, 'invalid'))),
+    );
     const after = await redis.commandStats();
     const accepted = results.reduce((n, r) => n + r.accepted, 0);
     expect(accepted).toBe(40 * perClient);

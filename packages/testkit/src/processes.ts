@@ -224,3 +224,36 @@ export function launchGateway(env: Record<string, string>): LaunchedGateway {
   };
   return { child, stdout: () => out, stderr: () => err, lines, exit, listening };
 }
+
+/** Log levels worth showing when a test fails (the gateway writes pino's labels). */
+const NOISY_LEVELS = new Set(['warn', 'error', 'fatal']);
+
+/**
+ * What the gateways said, for the message of a failed test: each one's warnings and errors (the
+ * last `max`) and the end of its stderr. A test that waits on real replicas
+ * and fails otherwise only tells what it waited for, not what the replicas saw meanwhile.
+ */
+export function gatewayReport(gateways: readonly GatewayProcess[], max = 20): string {
+  return gateways
+    .map((g) => {
+      const noisy = g.logs().filter((l) => NOISY_LEVELS.has(String(l['level'])));
+      const shown = noisy.slice(-max).map((l) => JSON.stringify(l));
+      const stderr = g.stderr().trim();
+      return [
+        `gateway ${g.pid}: ${noisy.length} warning/error lines${noisy.length > max ? ` (last ${max})` : ''}`,
+        ...shown,
+        ...(stderr === '' ? [] : [`stderr: ${stderr.slice(-800)}`]),
+      ].join('\n');
+    })
+    .join('\n');
+}
+
+/** Runs `work`; if it fails, the error says what the gateways logged meanwhile (gatewayReport). */
+export async function withGatewayReport<T>(gateways: readonly GatewayProcess[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(`${message}\n${gatewayReport(gateways)}`, { cause: err });
+  }
+}
