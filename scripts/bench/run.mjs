@@ -229,8 +229,7 @@ async function runAll(report, gatewayMain) {
         t.result.pid = t.server.child.pid;
         if (t.redis) t.result.redisPid = t.redis.child.pid;
       } catch (err) {
-        t.result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
-        process.stderr.write(`-- ${t.label}: failed to start: ${t.result.error}\n`);
+        targetFailed(t, 'start', err);
       }
     }));
     const live = () => defs.filter((t) => t.server && !t.result.error);
@@ -273,9 +272,14 @@ async function restart(t) {
     t.server = await t.start(t);
     t.result.pid = t.server.child.pid;
   } catch (err) {
-    t.result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
-    process.stderr.write(`-- ${t.label}: failed to restart: ${t.result.error}\n`);
+    targetFailed(t, 'restart', err);
   }
+}
+
+/** Target `t` could not `what` (start, restart): it is reported failed and runs nothing more. */
+function targetFailed(t, what, err) {
+  t.result.error = String(err instanceof Error ? err.message : err).slice(0, 2000);
+  process.stderr.write(`-- ${t.label}: failed to ${what}: ${t.result.error}\n`);
 }
 
 async function runOne(t, name, round, rounds = plan.rounds) {

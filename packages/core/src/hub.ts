@@ -299,9 +299,8 @@ export class ConnectionHub {
     if (!entry.replied) deps.metrics.replyLatency(entry.agentType, now - entry.receivedAt);
     if (final) this.pending.delete(reply.requestId);
     else this.pending.touch(reply.requestId, entry, now);
-    const sent = entry.connection.send(replyFrame(reply.kind, entry, reply.message, reply.done));
+    const sent = this.answer(entry.connection, replyFrame(reply.kind, entry, reply.message, reply.done));
     if (final && entry.span) endSpan(entry.span, sent ? 'replied' : 'backpressure', !sent);
-    if (!sent) this.slowReader(entry.connection);
   }
 
   /** The transport says the socket closed (by either side). */
@@ -339,12 +338,14 @@ export class ConnectionHub {
   }
 
   /**
-   * Sends a frame that answers a message. One the socket cannot take (the client has left more
-   * than WEBSOCKET_MAX_BACKPRESSURE_BYTES unread) would leave that message with no outcome at all:
-   * the socket is closed as a slow reader, as for a reply.
+   * Sends a frame that answers a message (a reply or an error); false when it could not be queued.
+   * One the socket cannot take (the client has left more than WEBSOCKET_MAX_BACKPRESSURE_BYTES
+   * unread) would leave that message with no outcome at all: the socket is closed as a slow reader.
    */
-  private answer(connection: Connection, frame: string): void {
-    if (!connection.send(frame) && !connection.closed) this.slowReader(connection);
+  private answer(connection: Connection, frame: string): boolean {
+    if (connection.send(frame)) return true;
+    if (!connection.closed) this.slowReader(connection);
+    return false;
   }
 
   /** The client does not read what it is sent: close before its backlog grows our memory. */

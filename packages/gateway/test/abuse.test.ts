@@ -110,6 +110,24 @@ describe('bad input on purpose', () => {
   });
 });
 
+/**
+ * Opens a socket for `user` that stops reading, runs `send` on it, waits until the gateway has no
+ * socket open, then reads again: resolves with the close code the client saw (-1: none in 5 s).
+ */
+async function cutOffWhileNotReading(gw: TestGateway, user: string, send: (ws: WebSocket) => void): Promise<number> {
+  const ws = new WebSocket(gw.wsUrl(user));
+  await new Promise((r) => ws.once('open', r));
+  const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+  ws.on('error', () => {});
+  // Stop reading: what the gateway sends piles up in its send buffer.
+  const socket = (ws as unknown as { _socket: net.Socket })._socket;
+  socket.pause();
+  send(ws);
+  await waitFor(() => gw.handle.hub.openCount === 0, 20_000);
+  socket.resume();
+  return Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+}
+
 describe('slow readers and silent sockets', () => {
   it('a client that stops reading is cut off at the backpressure limit; memory stays bounded', async () => {
     const gw = await startTestGateway({
@@ -118,17 +136,10 @@ describe('slow readers and silent sockets', () => {
       WEBSOCKET_MAX_MESSAGES_PER_SECOND: '100000',
       WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000',
     });
-    const ws = new WebSocket(gw.wsUrl('slow-reader'));
-    await new Promise((r) => ws.once('open', r));
-    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
-    ws.on('error', () => {});
-    // Stop reading: the gateway's replies pile up in its send buffer.
-    (ws as unknown as { _socket: net.Socket })._socket.pause();
     const payload = JSON.stringify({ agent_type: 'echo', message: 'z'.repeat(60_000) });
-    for (let i = 0; i < 400; i++) ws.send(payload);
-    await waitFor(() => gw.handle.hub.openCount === 0, 20_000);
-    (ws as unknown as { _socket: net.Socket })._socket.resume();
-    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    const code = await cutOffWhileNotReading(gw, 'slow-reader', (ws) => {
+      for (let i = 0; i < 400; i++) ws.send(payload);
+    });
     expect([1008, 1006]).toContain(code);
     await gw.stop();
   });
@@ -139,18 +150,12 @@ describe('slow readers and silent sockets', () => {
       WEBSOCKET_MAX_MESSAGES_PER_SECOND: '100000',
       WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '1000000',
     });
-    const ws = new WebSocket(gw.wsUrl('error-flooder'));
-    await new Promise((r) => ws.once('open', r));
-    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
-    ws.on('error', () => {});
-    (ws as unknown as { _socket: net.Socket })._socket.pause();
     // No agent_type: each frame gets an invalid_message error naming its ~250-character id,
     // ~13 MB of error frames in all, more than the kernel's socket buffers hold.
     const pad = 'e'.repeat(240);
-    for (let i = 0; i < 40_000; i++) ws.send(`{"id":"${pad}-${i}"}`);
-    await waitFor(() => gw.handle.hub.openCount === 0, 20_000);
-    (ws as unknown as { _socket: net.Socket })._socket.resume();
-    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    const code = await cutOffWhileNotReading(gw, 'error-flooder', (ws) => {
+      for (let i = 0; i < 40_000; i++) ws.send(`{"id":"${pad}-${i}"}`);
+    });
     expect([1008, 1006]).toContain(code);
     await stillServes(gw);
     await gw.stop();
