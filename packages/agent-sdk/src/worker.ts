@@ -210,7 +210,9 @@ export class AgentWorker {
       // Own released (hung) entries may be among the oldest idle ones: look past them.
       let released = 0;
       for (const job of this.jobs.values()) if (job.released) released++;
-      const deliveries = await this.streams.claim(this.workerId, this.claimIdleMs, free + released);
+      // Entries under this worker's own name that it is not working on were read by an earlier
+      // run with the same AGENT_WORKER_ID, or by a read whose reply was lost: take them back too.
+      const deliveries = await this.streams.claim(this.workerId, this.claimIdleMs, free + released, (id) => this.jobs.has(id));
       if (deliveries.length > 0) this.log.warn({ count: deliveries.length }, 'took over requests a dead or hung worker left');
       for (const delivery of deliveries) {
         // A request that every worker that took it failed to answer would go round forever.
@@ -285,6 +287,14 @@ export class AgentWorker {
       await runAgentHandler(this.options.handler, request, (output) => {
         if (job.abandoned) return;
         job.lastOutputAt = Date.now();
+        const problem = notJson(output.message);
+        if (problem !== undefined) {
+          // Dropped here, not written: a batch that cannot be encoded would hold up every later
+          // reply of this worker. Without its final reply the request ends with agent_timeout,
+          // as when a handler throws.
+          this.log.error({ err: problem, request_id: request.requestId, kind: output.kind }, 'agent reply is not JSON-serialisable; dropped');
+          return;
+        }
         this.send({
           ...output,
           requestId: request.requestId,
@@ -359,6 +369,17 @@ const silentLogger: Logger = {
   error() {},
   child: () => silentLogger,
 };
+
+/** Why `message` cannot go on the wire as JSON (a BigInt, a cycle, a throwing toJSON); undefined when it can. */
+function notJson(message: unknown): unknown {
+  if (typeof message === 'string') return undefined;
+  try {
+    JSON.stringify(message);
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}
 
 /** Read through a function: TypeScript narrows `status` after the first check and forgets it changes. */
 function isReady(client: RedisClient): boolean {

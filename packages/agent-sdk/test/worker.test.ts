@@ -137,6 +137,68 @@ describe('AgentWorker with a real Redis', () => {
     expect(replies.map((r) => r.requestId).sort()).toEqual(['q1', 'q2']);
   });
 
+  it('takes back, under a name it restarted with, the requests its crashed run had read', async () => {
+    fresh('w-same-id');
+    const { bus, replies, client } = await gatewayBus('r1');
+    // The first run of worker 'pod-a' (AGENT_WORKER_ID = the pod's hostname, which survives a
+    // container restart) read a request and was killed before answering.
+    const crashed = new AgentStreams(client, { keys, agentType: 'echo' });
+    await crashed.ensureGroup();
+    await crashed.heartbeat('pod-a', 5000);
+    await bus.publish(req(1, 'echo'));
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    await connectRedis(blocking);
+    expect(await crashed.read(blocking, 'pod-a', 10, 1000)).toHaveLength(1);
+    blocking.disconnect();
+
+    // Restarted under the same name, and the only worker of its type.
+    await startWorker('echo', async (r) => r.message, { workerId: 'pod-a', heartbeatMs: 200, claimIdleMs: 600 });
+    await bus.publish(req(2, 'echo'));
+    await waitFor(() => replies.length === 2, 8000);
+    expect(replies.map((r) => r.requestId).sort()).toEqual(['q1', 'q2']);
+    await waitFor(async () => (await client.xlen(keys.agentRequests('echo'))) === 0);
+  });
+
+  it('ends a stream taken over mid-way even when the second run streams fewer chunks than the first sent', async () => {
+    fresh('w-shorter');
+    const { bus, replies, client } = await gatewayBus('r1');
+    // Worker A read the request, streamed five chunks and died; a model behind a handler need not
+    // say the same thing twice.
+    const a = new AgentStreams(client, { keys, agentType: 'llm' });
+    await a.ensureGroup();
+    await a.heartbeat('a', 5000);
+    await bus.publish(req(1, 'llm'));
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    await connectRedis(blocking);
+    expect(await a.read(blocking, 'a', 10, 1000)).toHaveLength(1);
+    blocking.disconnect();
+    await a.sendReplies(
+      Array.from({ length: 5 }, (_, seq) => ({
+        requestId: 'q1',
+        connectionId: 'c1',
+        replicaId: 'r1',
+        kind: 'chunk' as const,
+        message: `a${seq}`,
+        done: false,
+        seq,
+      })),
+    );
+    await waitFor(() => replies.length === 5);
+
+    // B takes it over and streams two chunks (done on seq 1): its final chunk must reach the client.
+    await startWorker(
+      'llm',
+      async function* () {
+        yield 'b0';
+        yield 'b1';
+      },
+      { heartbeatMs: 200, claimIdleMs: 600 },
+    );
+    await waitFor(() => replies.length === 6, 8000);
+    expect(replies[5]).toEqual({ requestId: 'q1', connectionId: 'c1', kind: 'chunk', message: 'b1', done: true });
+    await waitFor(async () => (await client.xlen(keys.agentRequests('llm'))) === 0);
+  });
+
   it('does not let a slow but live worker lose its request to another (renewals)', async () => {
     fresh('w-renew');
     const { bus, replies } = await gatewayBus('r1');
@@ -216,5 +278,26 @@ describe('AgentWorker with a real Redis', () => {
     await waitFor(() => replies.length === 1);
     expect(replies[0]?.requestId).toBe('q2');
     await waitFor(async () => (await client.xlen(keys.agentRequests('picky'))) === 0);
+  });
+
+  it('drops a reply with no JSON form and keeps writing the replies after it', async () => {
+    fresh('w-not-json');
+    const { bus, replies, client } = await gatewayBus('r1');
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    await startWorker('odd', async (r) => {
+      if (r.message === 'm1') return { n: 1n };
+      if (r.message === 'm2') return circular;
+      return r.message;
+    });
+    await bus.publish(req(1, 'odd'));
+    await bus.publish(req(2, 'odd'));
+    await new Promise((res) => setTimeout(res, 100));
+    await bus.publish(req(3, 'odd'));
+    // Before: the batch holding the BigInt was retried for ever and nothing after it was written.
+    await waitFor(() => replies.length === 1, 5000);
+    expect(replies[0]).toMatchObject({ requestId: 'q3', message: 'm3' });
+    // The two unanswerable requests are settled (they end with agent_timeout at the gateway).
+    await waitFor(async () => (await client.xlen(keys.agentRequests('odd'))) === 0);
   });
 });

@@ -294,12 +294,22 @@ export class ConnectionHub {
       if (entry.span) endSpan(entry.span, 'connection_gone', false);
       return;
     }
+    let frame: string;
+    try {
+      frame = replyFrame(reply.kind, entry, reply.message, reply.done);
+    } catch (err) {
+      // A message with no JSON form (a BigInt, a cycle) from an in-process agent: dropped like a
+      // worker drops it. The request stays pending, so without a final reply it gets agent_timeout.
+      deps.metrics.replyDropped('not_json');
+      deps.log.error({ err, agent_type: entry.agentType, connection_id: entry.connection.id }, 'agent reply is not JSON-serialisable; dropped');
+      return;
+    }
     const final = reply.kind === 'response' || reply.done === true;
     const now = deps.clock.now();
     if (!entry.replied) deps.metrics.replyLatency(entry.agentType, now - entry.receivedAt);
     if (final) this.pending.delete(reply.requestId);
     else this.pending.touch(reply.requestId, entry, now);
-    const sent = this.answer(entry.connection, replyFrame(reply.kind, entry, reply.message, reply.done));
+    const sent = this.answer(entry.connection, frame);
     if (final && entry.span) endSpan(entry.span, sent ? 'replied' : 'backpressure', !sent);
   }
 

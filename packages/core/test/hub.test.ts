@@ -65,6 +65,26 @@ describe('ConnectionHub: one outcome per message', () => {
     expect(s.hub.pendingCount).toBe(0);
   });
 
+  it('drops an agent reply with no JSON form, logged; the request keeps its outcome (agent_timeout)', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    const id = s.deps.bus.published[0]!.requestId;
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    // Before: the request was forgotten before the frame threw, so it never got any outcome.
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 1n, done: false });
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'response', message: circular });
+    expect(s.socket.sent).toEqual([]);
+    expect(s.hub.pendingCount).toBe(1);
+    expect(s.deps.log.lines.filter((l) => l.msg === 'agent reply is not JSON-serialisable; dropped')).toHaveLength(2);
+    s.clock.t += 5000;
+    s.hub.sweep();
+    expect(s.socket.sent).toEqual([
+      { type: 'error', code: 'agent_timeout', message: 'agent echo did not reply in time', in_reply_to: 'm1' },
+    ]);
+  });
+
   it('answers invalid JSON and binary frames with invalid_message', async () => {
     const s = setup();
     hub = s.hub;

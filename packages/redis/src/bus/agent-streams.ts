@@ -103,15 +103,17 @@ export class AgentStreams {
 
   /**
    * Takes over entries that another consumer read and has not settled or renewed for `minIdleMs`
-   * (it died, froze, or its handler hangs). Entries this consumer holds itself are left alone, so a
-   * worker with a hung handler cannot keep its own request from the others. Looks at up to `scan`
-   * of the oldest idle entries; each delivery says how often its entry has been delivered.
+   * (it died, froze, or its handler hangs). Entries this consumer holds and is still working on
+   * (`busy`; by default all of them) are left alone, so a worker with a hung handler cannot keep its
+   * own request from the others; its other entries (read by an earlier run under the same name, or by a read whose
+   * reply was lost) are taken back like anyone's. Looks at up to `scan` of the oldest idle
+   * entries; each delivery says how often its entry has been delivered.
    */
-  async claim(consumer: string, minIdleMs: number, scan: number): Promise<Delivery[]> {
+  async claim(consumer: string, minIdleMs: number, scan: number, busy: (entryId: string) => boolean = () => true): Promise<Delivery[]> {
     const idle = (await this.client.xpending(this.requestsKey, AGENT_GROUP, 'IDLE', minIdleMs, '-', '+', scan)) as Array<
       [id: string, owner: string, idleMs: number, delivered: number]
     >;
-    const theirs = idle.filter(([, owner]) => owner !== consumer);
+    const theirs = idle.filter(([id, owner]) => owner !== consumer || !busy(id));
     if (theirs.length === 0) return [];
     const delivered = new Map(theirs.map(([id, , , times]) => [id, Number(times) + 1]));
     // XCLAIM re-checks the idle time: an entry another worker took meanwhile is skipped.

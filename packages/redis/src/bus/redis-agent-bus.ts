@@ -195,12 +195,14 @@ export class RedisAgentBus implements AgentBus {
 
   private dispatch(wire: WireReply): void {
     const state = this.streaming.get(wire.requestId);
-    if (state && wire.seq < state.next) {
-      // A second worker took the request over and repeats what the first one already sent.
+    const final = wire.kind === 'response' || wire.done === true;
+    // A second worker took the request over and repeats what the first one already sent. Its final
+    // reply always goes through, even when its run was shorter than the first one's: without it the
+    // stream would never end (a request already answered in full is dropped by the hub).
+    if (state && wire.seq < state.next && !final) {
       this.metrics?.replyDropped('duplicate');
       return;
     }
-    const final = wire.kind === 'response' || wire.done === true;
     if (final) this.streaming.delete(wire.requestId);
     else this.streaming.set(wire.requestId, { next: wire.seq + 1, at: Date.now() });
     const reply: AgentReply = {

@@ -79,18 +79,31 @@ export interface WireReply extends AgentReply {
 /** The field of a reply-stream entry: a JSON array of the replies one worker flushed together. */
 export const REPLIES_FIELD = 'replies';
 
-/** One reply-stream entry's value: the replies in the order they were produced. */
+/**
+ * One reply-stream entry's value: the replies in the order they were produced. A reply whose
+ * message has no JSON form (a BigInt, a cycle) is left out rather than failing the batch: a batch
+ * that cannot be written would hold up every reply queued behind it. (Workers drop such replies
+ * before queueing them, with a log line.)
+ */
 export function encodeReplies(replies: readonly WireReply[]): string {
-  return JSON.stringify(
-    replies.map((r) => ({
-      request_id: r.requestId,
-      connection_id: r.connectionId,
-      kind: r.kind,
-      message: r.message,
-      done: r.done === true,
-      seq: r.seq,
-    })),
-  );
+  const items: string[] = [];
+  for (const r of replies) {
+    try {
+      items.push(
+        JSON.stringify({
+          request_id: r.requestId,
+          connection_id: r.connectionId,
+          kind: r.kind,
+          message: r.message,
+          done: r.done === true,
+          seq: r.seq,
+        }),
+      );
+    } catch {
+      // Left out: see above.
+    }
+  }
+  return `[${items.join(',')}]`;
 }
 
 /** The replies of one reply-stream entry; undefined when it is not one (never throws). */
