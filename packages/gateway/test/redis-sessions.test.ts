@@ -1,6 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
-import { connect, spawnGateway, startRedisServer, uniquePrefix, type GatewayProcess, type RedisServerProcess } from '@wsgw/testkit';
+import {
+  connect,
+  findRedis,
+  spawnGateway,
+  startRedisServer,
+  startTestGateway,
+  uniquePrefix,
+  type GatewayProcess,
+  type RedisServerProcess,
+  type TestRedis,
+} from '@wsgw/testkit';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
@@ -75,5 +85,26 @@ describe('sessions and the upgrade throttle in Redis mode', () => {
     await admin.set(`${prefix}session:tok-3`, JSON.stringify({ user_id: 'bob' }));
     const valid = await connect(a.wsUrl('tok-3'));
     expect(valid.opened ? 200 : valid.rejected.status).toBe(429);
+  });
+});
+
+describe('sessions in Redis mode: what the session key holds', () => {
+  it('a session key holding a hash is no session: 401 session_invalid, not a Redis outage (503)', async () => {
+    const redis: TestRedis = await findRedis();
+    const admin = redis.admin();
+    const prefix = uniquePrefix('sessions-type');
+    const gw = await startTestGateway({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, SESSION_VALIDATOR: 'redis' });
+    try {
+      // CONTRACT §2: the session is the key's string value; GET on a hash fails with WRONGTYPE.
+      await admin.hset(`${prefix}session:hash-tok`, 'user_id', 'bob');
+      const r = await connect(gw.wsUrl('hash-tok'));
+      expect(r.opened ? null : r.rejected).toMatchObject({ status: 401, body: { error: 'session_invalid' } });
+      expect(gw.logs().find((l) => l['event'] === 'security.session_invalid')).toMatchObject({ reason: 'malformed_session' });
+    } finally {
+      await gw.stop();
+      const keys = await admin.keys(`${prefix}*`);
+      if (keys.length > 0) await admin.del(...keys);
+      await redis.stop();
+    }
   });
 });

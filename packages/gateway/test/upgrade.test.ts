@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, open, startTestGateway, waitFor, type OpenClient, type TestGateway } from '@wsgw/testkit';
@@ -159,5 +160,157 @@ describe('WebSocket upgrade: draining and client aborts', () => {
     await gw.stop();
     introspection.closeAllConnections();
     introspection.close();
+  });
+});
+
+describe('WebSocket upgrade: jwt sessions, the token\'s fault (401) against the key server\'s (503)', () => {
+  const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const exp = () => Math.floor(Date.now() / 1000) + 300;
+
+  it('a forged header the validator does not support (unknown "crit") is 401 session_invalid, logged as such', async () => {
+    const gw = await startTestGateway({ SESSION_VALIDATOR: 'jwt', SESSION_JWT_SECRET: 'upgrade-secret' });
+    try {
+      // Written without the secret: jose refuses the `crit` before it looks at the signature.
+      const input = `${b64url({ alg: 'HS256', crit: ['x-forged'], 'x-forged': 1 })}.${b64url({ sub: 'mallory', exp: exp() })}`;
+      const forged = `${input}.${createHmac('sha256', 'not-the-secret').update(input).digest('base64url')}`;
+      const result = await connect(gw.wsUrl(forged));
+      expect(result.opened ? 101 : result.rejected.status).toBe(401);
+      if (!result.opened) expect(result.rejected.body).toEqual({ error: 'session_invalid', message: expect.any(String) });
+      const event = gw.logs().find((l) => l['event'] === 'security.session_invalid');
+      expect(event).toMatchObject({ reason: 'ERR_JOSE_NOT_SUPPORTED', path: '/api/ws/agent' });
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a valid RS256 token while the JWKS endpoint answers 503 is 503 unavailable; once it answers, the token opens', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    let up = false;
+    const jwks: Server = createServer((_req, res) => {
+      if (!up) {
+        res.statusCode = 503;
+        res.end('maintenance');
+        return;
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' }] }));
+    });
+    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', () => r()));
+    const gw = await startTestGateway({
+      SESSION_VALIDATOR: 'jwt',
+      SESSION_JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`,
+    });
+    try {
+      const input = `${b64url({ alg: 'RS256', kid: 'k1', typ: 'JWT' })}.${b64url({ sub: 'alice', exp: exp() })}`;
+      const token = `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+      const down = await connect(gw.wsUrl(token));
+      expect(down.opened ? 101 : down.rejected.status).toBe(503);
+      if (!down.opened) expect(down.rejected.body).toEqual({ error: 'unavailable', message: expect.any(String) });
+      expect(gw.logs().some((l) => l['event'] === 'security.session_invalid')).toBe(false);
+      up = true;
+      const client = await open(gw.wsUrl(token));
+      await client.close();
+    } finally {
+      await gw.stop();
+      jwks.closeAllConnections();
+      jwks.close();
+    }
+  });
+});
+
+describe('WebSocket upgrade behind a load balancer: WEBSOCKET_TRUSTED_PROXIES', () => {
+  const secret = 'proxy-secret';
+  const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const validToken = (sub: string) => {
+    const input = `${b64url({ alg: 'HS256' })}.${b64url({ sub, exp: Math.floor(Date.now() / 1000) + 300 })}`;
+    return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+  };
+  const throttled = (env: Record<string, string> = {}) =>
+    startTestGateway({ SESSION_VALIDATOR: 'jwt', SESSION_JWT_SECRET: secret, WEBSOCKET_SESSION_FAILURES_PER_MINUTE: '3', ...env });
+
+  /** An upgrade's status; header values given as a list go out as one header line each. */
+  function upgradeStatus(gw: TestGateway, token: string, headers: Record<string, string | string[]> = {}): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port: gw.port,
+        path: `/api/ws/agent?session_token=${encodeURIComponent(token)}`,
+        headers: {
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+          ...headers,
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('upgrade', (_res, socket) => {
+        socket.destroy();
+        resolve(101);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+  const ipsOfRefusals = (gw: TestGateway) =>
+    gw.logs()
+      .filter((l) => l['event'] === 'security.session_invalid')
+      .map((l) => l['ip']);
+
+  it("one client's failed tokens through the proxy lock out that client only, and logs name it", async () => {
+    const gw = await throttled({ WEBSOCKET_TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1' });
+    try {
+      const attacker = { 'X-Forwarded-For': '203.0.113.66' };
+      for (let i = 0; i < 3; i++) expect(await upgradeStatus(gw, `guess-${i}`, attacker)).toBe(401);
+      expect(await upgradeStatus(gw, 'guess-3', attacker)).toBe(429);
+      // Another client of the same balancer, through a second proxy hop.
+      expect(await upgradeStatus(gw, validToken('alice'), { 'X-Forwarded-For': '198.51.100.7, 10.1.2.3' })).toBe(101);
+      expect(ipsOfRefusals(gw)).toEqual(['203.0.113.66', '203.0.113.66', '203.0.113.66', '203.0.113.66']);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('reads every X-Forwarded-For line: a forged one before the line HAProxy appends changes nothing', async () => {
+    const gw = await throttled({ WEBSOCKET_TRUSTED_PROXIES: '127.0.0.1' });
+    try {
+      // `option forwardfor` adds its own line after the client's; the first line is the client's word.
+      for (let i = 0; i < 3; i++) {
+        expect(await upgradeStatus(gw, `guess-${i}`, { 'X-Forwarded-For': [`192.0.2.${i}`, '203.0.113.66'] })).toBe(401);
+      }
+      expect(await upgradeStatus(gw, 'guess-3', { 'X-Forwarded-For': ['192.0.2.9', '203.0.113.66'] })).toBe(429);
+      expect(await upgradeStatus(gw, validToken('alice'), { 'X-Forwarded-For': '192.0.2.1' })).toBe(101);
+      expect(new Set(ipsOfRefusals(gw))).toEqual(new Set(['203.0.113.66']));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('trusts no proxy by default: X-Forwarded-For is ignored, rotating it does not escape the throttle', async () => {
+    const gw = await throttled();
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect(await upgradeStatus(gw, `guess-${i}`, { 'X-Forwarded-For': `198.51.100.${i}` })).toBe(401);
+      }
+      expect(await upgradeStatus(gw, 'guess-3', { 'X-Forwarded-For': '198.51.100.99' })).toBe(429);
+      expect(new Set(ipsOfRefusals(gw))).toEqual(new Set(['127.0.0.1']));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('on a dual-stack socket (HOST=::) an IPv4 proxy arrives IPv4-mapped and is still trusted', async () => {
+    const gw = await throttled({ HOST: '::', WEBSOCKET_TRUSTED_PROXIES: '127.0.0.1' });
+    try {
+      expect(await upgradeStatus(gw, 'guess-0', { 'X-Forwarded-For': '203.0.113.66' })).toBe(401);
+      expect(await upgradeStatus(gw, 'guess-1')).toBe(401);
+      // The peer itself is logged the IPv4 way, not as uWS spells it (0000:...:ffff:7f00:0001).
+      expect(ipsOfRefusals(gw)).toEqual(['203.0.113.66', '127.0.0.1']);
+    } finally {
+      await gw.stop();
+    }
   });
 });

@@ -26,11 +26,13 @@ export class JwtSessionValidator implements SessionValidator {
 
   constructor(options: JwtOptions) {
     if (options.jwksUrl) {
-      this.key = createRemoteJWKSet(new URL(options.jwksUrl), {
-        timeoutDuration: 3000,
-        cooldownDuration: 30_000,
-        cacheMaxAge: 10 * 60_000,
-      });
+      this.key = keysOrUnavailable(
+        createRemoteJWKSet(new URL(options.jwksUrl), {
+          timeoutDuration: 3000,
+          cooldownDuration: 30_000,
+          cacheMaxAge: 10 * 60_000,
+        }),
+      );
       this.verifyOptions = { algorithms: ['RS256', 'ES256'] };
     } else if (options.secret) {
       this.key = new TextEncoder().encode(options.secret);
@@ -52,15 +54,33 @@ export class JwtSessionValidator implements SessionValidator {
       if (typeof payload.sub !== 'string' || payload.sub === '') return { valid: false, reason: 'no_subject' };
       return { valid: true, session: { userId: payload.sub } };
     } catch (err) {
-      if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) {
-        throw new SessionBackendUnavailableError(`JWKS unavailable: ${(err as Error).message}`);
-      }
+      // Whether the keys could be had is settled by keysOrUnavailable; every JOSE error left is the
+      // token's own (JOSENotSupported included: an unknown `crit` is anyone's to write).
+      if (err instanceof SessionBackendUnavailableError) throw err;
       if (err instanceof joseErrors.JOSEError) return { valid: false, reason: err.code };
       if (err instanceof TypeError || (err instanceof Error && /fetch|network|ECONN/i.test(err.message))) {
-        // The JWKS endpoint could not be reached: our failure, not the client's.
+        // jose says TypeError when a key we gave it does not fit (an RSA key under 2048 bits): ours.
         throw new SessionBackendUnavailableError(`JWKS unavailable: ${err.message}`);
       }
       return { valid: false, reason: 'malformed' };
     }
   }
+}
+
+/**
+ * The remote key set, with its failures sorted by whose they are. A token naming no key in the set
+ * (or several) is the client's; anything else from here is ours: the set could not be fetched
+ * (network, timeout, a non-200 or redirect, a body that is no key set) or holds a key that cannot
+ * be used. The token's `alg` is already one of RS256 / ES256 and its `crit` checked before keys are
+ * asked for, so nothing else in the token reaches this getter.
+ */
+function keysOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) throw err;
+      throw new SessionBackendUnavailableError(`JWKS unavailable: ${(err as Error).message}`, { cause: err });
+    }
+  };
 }

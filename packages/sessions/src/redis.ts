@@ -20,6 +20,10 @@ export class RedisSessionValidator implements SessionValidator {
     try {
       raw = await this.get(`${this.keyPrefix}session:${token}`);
     } catch (err) {
+      // CONTRACT §2: the session is the key's string value; a hash or list there is no session.
+      if (err instanceof Error && err.message.startsWith('WRONGTYPE')) {
+        return { valid: false, reason: 'malformed_session' };
+      }
       throw new SessionBackendUnavailableError(`session store unreachable: ${(err as Error).message}`);
     }
     if (raw === null) return { valid: false, reason: 'unknown_session' };

@@ -1,8 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createHmac } from 'node:crypto';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { SessionBackendUnavailableError } from '@wsgw/core';
+import { findRedis, uniquePrefix, type TestRedis } from '@wsgw/testkit';
 import {
   DevSessionValidator,
   HttpSessionValidator,
@@ -11,6 +14,19 @@ import {
 } from '@wsgw/sessions';
 
 const now = () => Math.floor(Date.now() / 1000);
+const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** A compact JWS with any header at all (jose's SignJWT refuses to write an unknown `crit`). */
+function hs256Raw(header: Record<string, unknown>, payload: Record<string, unknown>, secret: string): string {
+  const input = `${b64url(header)}.${b64url(payload)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+async function rs256Raw(header: Record<string, unknown>, payload: Record<string, unknown>, key: CryptoKey): Promise<string> {
+  const input = `${b64url(header)}.${b64url(payload)}`;
+  const signature = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', key, new TextEncoder().encode(input));
+  return `${input}.${Buffer.from(signature).toString('base64url')}`;
+}
 
 function listen(server: Server): Promise<string> {
   return new Promise((resolve) =>
@@ -63,6 +79,13 @@ describe('jwt validator, HS256', () => {
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"u"}').toString('base64url')}.`;
     expect((await v.validate(none)).valid).toBe(false);
   });
+
+  it('a header the validator does not support (unknown "crit") is an invalid token, not an outage', async () => {
+    // Anyone can write such a header without the secret: it must not buy a 503 on demand.
+    const claims = { sub: 'mallory', iss: 'iss-1', aud: 'gw', exp: now() + 60 };
+    const forged = hs256Raw({ alg: 'HS256', crit: ['x-unknown'], 'x-unknown': 1 }, claims, 'not-the-secret');
+    expect(await v.validate(forged)).toEqual({ valid: false, reason: 'ERR_JOSE_NOT_SUPPORTED' });
+  });
 });
 
 describe('jwt validator, JWKS (RS256 and ES256)', () => {
@@ -113,6 +136,62 @@ describe('jwt validator, JWKS (RS256 and ES256)', () => {
     const v = new JwtSessionValidator({ jwksUrl: `${deadUrl}/jwks.json` });
     const t = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
     await expect(v.validate(t)).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+  });
+
+  it('a JWKS endpoint that answers without a key set (5xx, redirect, not JSON, not a set) is our outage', async () => {
+    const answers: Record<string, (res: ServerResponse) => void> = {
+      '/5xx': (res) => {
+        res.statusCode = 503;
+        res.end('maintenance');
+      },
+      '/redirect': (res) => {
+        res.statusCode = 302;
+        res.setHeader('location', url);
+        res.end();
+      },
+      '/html': (res) => res.end('<html>login</html>'),
+      '/not-a-set': (res) => res.end(JSON.stringify({ keys: 'none' })),
+    };
+    let up = false;
+    const broken = createServer((req, res) => {
+      if (up) return res.end(JSON.stringify({ keys }));
+      answers[req.url ?? '']!(res);
+    });
+    const base = await listen(broken);
+    try {
+      const t = await new SignJWT({ sub: 'rsa-user' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+      const validators = Object.keys(answers).map((path) => new JwtSessionValidator({ jwksUrl: `${base}${path}` }));
+      for (const v of validators) await expect(v.validate(t)).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+      // A failed fetch is not cached: once the endpoint answers, the same token is valid at once.
+      up = true;
+      for (const v of validators) expect(await v.validate(t)).toEqual({ valid: true, session: { userId: 'rsa-user' } });
+    } finally {
+      broken.closeAllConnections();
+      await new Promise<void>((r) => broken.close(() => r()));
+    }
+  });
+
+  it('a JWKS endpoint that does not answer in time is our outage', async () => {
+    const silent = createServer(() => {}); // takes the request, never answers
+    const base = await listen(silent);
+    try {
+      const v = new JwtSessionValidator({ jwksUrl: `${base}/jwks.json` });
+      const t = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+      await expect(v.validate(t)).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  it('a token naming a key the JWKS does not hold is invalid (the client\'s fault), also after the refetch', async () => {
+    const v = new JwtSessionValidator({ jwksUrl: url });
+    const known = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+    expect((await v.validate(known)).valid).toBe(true);
+    const unknown = await new SignJWT({ sub: 'u' }).setProtectedHeader({ alg: 'RS256', kid: 'nobody' }).sign(rsa);
+    expect(await v.validate(unknown)).toEqual({ valid: false, reason: 'ERR_JWKS_NO_MATCHING_KEY' });
+    const crit = await rs256Raw({ alg: 'RS256', kid: 'rsa-1', crit: ['x'], x: 1 }, { sub: 'u' }, rsa);
+    expect(await v.validate(crit)).toEqual({ valid: false, reason: 'ERR_JOSE_NOT_SUPPORTED' });
   });
 });
 
@@ -188,5 +267,34 @@ describe('redis validator (against a plain getter; the Redis-backed path is test
       throw new Error('ECONNREFUSED');
     }, 'wsgw:');
     await expect(failing.validate('tok-1')).rejects.toBeInstanceOf(SessionBackendUnavailableError);
+  });
+});
+
+describe('redis validator against a real Redis', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  const prefix = uniquePrefix('sessions');
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+  });
+  afterAll(async () => {
+    const keys = await admin.keys(`${prefix}*`);
+    if (keys.length > 0) await admin.del(...keys);
+    await redis.stop();
+  });
+
+  it('a session key holding a hash, list or set is no session (malformed_session), not a Redis outage', async () => {
+    // The gateway passes its ioredis client's `get`, as here; CONTRACT §2: the session is the key's string value.
+    const v = new RedisSessionValidator((key) => admin.get(key), prefix);
+    await admin.set(`${prefix}session:str`, JSON.stringify({ user_id: 'alice' }));
+    await admin.hset(`${prefix}session:hash`, 'user_id', 'bob');
+    await admin.rpush(`${prefix}session:list`, '{"user_id":"bob"}');
+    await admin.sadd(`${prefix}session:set`, '{"user_id":"bob"}');
+    expect(await v.validate('str')).toEqual({ valid: true, session: { userId: 'alice' } });
+    for (const token of ['hash', 'list', 'set']) {
+      expect(await v.validate(token)).toEqual({ valid: false, reason: 'malformed_session' });
+    }
   });
 });
