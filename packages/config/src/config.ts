@@ -16,6 +16,11 @@ export interface Config {
   readonly apiCorsOrigins: readonly string[];
   /** Base paths; each serves `{path}/agent`. */
   readonly websocketPaths: readonly string[];
+  /**
+   * Peers (IPs and CIDR ranges) whose `X-Forwarded-For` names the client: the load balancers in
+   * front of the gateway. Empty = the TCP peer is the client.
+   */
+  readonly trustedProxies: readonly string[];
   readonly limits: {
     readonly maxConnectionsPerUser: number;
     readonly maxGlobalConnections: number;

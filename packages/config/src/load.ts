@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { defaultReplicaId, type Config } from './config.js';
 
@@ -50,6 +51,57 @@ const url = (protocols: readonly string[]) =>
       ),
   );
 
+const REDIS_URL_FORM = 'must be a URL starting with redis:// or rediss://';
+
+/**
+ * Why REDIS_URL cannot be used as written (docs/REDIS.md lists its forms), or undefined. Anything
+ * the Redis client would read as NaN (a database `/abc`, a port `nodes=h:x`) is refused here:
+ * at run time it became SELECT NaN and a replica silently on database 0. Never quotes the URL,
+ * which may hold a password.
+ */
+function redisUrlProblem(value: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return REDIS_URL_FORM;
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') return REDIS_URL_FORM;
+  if (u.port === '0') return 'the port must be 1-65535';
+  const db = /^\/?(\d*)$/.exec(u.pathname);
+  if (!db) return 'the path must be empty or a database number (redis://host:6379/2)';
+  const flag = u.searchParams.get('cluster');
+  const cluster = flag !== null && flag !== '0' && flag !== 'false';
+  if (cluster && Number(db[1] || 0) !== 0) return 'a Redis Cluster has only database 0 (drop the /<database>)';
+  const seeds = (u.searchParams.get('nodes') ?? '').split(',').filter((s) => s !== '');
+  for (const [i, seed] of seeds.entries()) {
+    const port = /^[^:/@\s]*(?::(\d+))?$/.exec(seed);
+    if (!port || (port[1] !== undefined && !(Number(port[1]) >= 1 && Number(port[1]) <= 65535))) {
+      return `nodes= entry ${i + 1} must be host or host:port with a port 1-65535`;
+    }
+  }
+  return undefined;
+}
+
+const redisUrl = opt(
+  z
+    .string()
+    .trim()
+    .superRefine((value, ctx) => {
+      const problem = redisUrlProblem(value);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+);
+
+/** `10.0.0.7`, `10.0.0.0/8`, `fd00::/8`, `::1`: what node:net's BlockList takes. */
+function isAddressOrRange(entry: string): boolean {
+  const [address = '', prefix, extra] = entry.split('/');
+  const family = address.includes('%') ? 0 : isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
 const schema = z.object({
   ENVIRONMENT: opt(z.enum(['development', 'production'], { message: 'must be development or production' })),
   HOST: opt(z.string().trim()),
@@ -67,12 +119,13 @@ const schema = z.object({
   WEBSOCKET_IDLE_TIMEOUT_SECONDS: int(0, 956),
   WEBSOCKET_LEASE_SECONDS: int(2, 3600),
   WEBSOCKET_LIMITS_FAILURE_MODE: opt(z.enum(['local', 'closed'], { message: 'must be local or closed' })),
+  WEBSOCKET_TRUSTED_PROXIES: list,
   // Set but empty means "no built-in agents", unlike the other variables.
   WEBSOCKET_BUILTIN_AGENTS: z.string().optional(),
   AGENT_MAX_QUEUE: int(1),
   SHUTDOWN_DRAIN_SECONDS: int(0, 3600),
   AGENT_REPLY_TIMEOUT_SECONDS: int(1, 3600),
-  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_URL: redisUrl,
   REDIS_KEY_PREFIX: opt(z.string()),
   SESSION_VALIDATOR: opt(z.enum(['dev', 'jwt', 'redis', 'http'], { message: 'must be one of dev, jwt, redis, http' })),
   SESSION_JWT_SECRET: opt(z.string()),
@@ -112,12 +165,19 @@ export function loadConfig(env: Env): LoadResult {
   const prod = environment === 'production';
 
   const corsOrigins = v.CORS_ORIGINS ?? (prod ? [] : ['*']);
-  const apiCorsOrigins = v.API_CORS_ORIGINS ?? corsOrigins;
+  // CONTRACT §1 refuses an empty API_CORS_ORIGINS in production: set but blank there is a mistake
+  // (a template whose value went missing), not a request for CORS_ORIGINS. Unset still falls back.
+  const apiCorsBlank = prod && env['API_CORS_ORIGINS'] !== undefined && v.API_CORS_ORIGINS === undefined;
+  const apiCorsOrigins = v.API_CORS_ORIGINS ?? (apiCorsBlank ? [] : corsOrigins);
   for (const [name, origins] of [
     ['CORS_ORIGINS', corsOrigins],
     ['API_CORS_ORIGINS', apiCorsOrigins],
   ] as const) {
-    if (prod && origins.length === 0) errors.push(`${name}: is required in production (a comma list of origins)`);
+    if (name === 'API_CORS_ORIGINS' && apiCorsBlank) {
+      errors.push(`${name}: is set but empty; in production list the origins, or unset it to use CORS_ORIGINS`);
+    } else if (prod && origins.length === 0) {
+      errors.push(`${name}: is required in production (a comma list of origins)`);
+    }
     if (prod && origins.includes('*')) errors.push(`${name}: '*' is not allowed in production; list the origins`);
     for (const origin of origins) {
       if (origin !== '*' && !isOrigin(origin)) {
@@ -127,9 +187,20 @@ export function loadConfig(env: Env): LoadResult {
   }
 
   const websocketPaths = (v.WEBSOCKET_PATHS ?? ['/api/ws']).map((p) => p.replace(/\/+$/, ''));
+  // Blank means the default; a list of nothing (" , ") would be a gateway with no WebSocket endpoint.
+  if (websocketPaths.length === 0) errors.push('WEBSOCKET_PATHS: lists no path; give at least one (like /api/ws) or unset it');
   for (const path of websocketPaths) {
     if (!/^\/[A-Za-z0-9/_.~-]*$/.test(path) || path === '') {
       errors.push(`WEBSOCKET_PATHS: ${JSON.stringify(path)} must start with / and hold only URL path characters`);
+    }
+  }
+
+  const trustedProxies = v.WEBSOCKET_TRUSTED_PROXIES ?? [];
+  for (const entry of trustedProxies) {
+    if (!isAddressOrRange(entry)) {
+      errors.push(
+        `WEBSOCKET_TRUSTED_PROXIES: ${JSON.stringify(entry)} is not an IP address or CIDR range (like 10.0.0.7, 10.0.0.0/8, fd00::/8)`,
+      );
     }
   }
 
@@ -181,6 +252,7 @@ export function loadConfig(env: Env): LoadResult {
     corsOrigins,
     apiCorsOrigins,
     websocketPaths,
+    trustedProxies,
     limits: {
       maxConnectionsPerUser: v.WEBSOCKET_MAX_CONNECTIONS_PER_USER ?? 5,
       maxGlobalConnections: v.WEBSOCKET_MAX_GLOBAL_CONNECTIONS ?? 1000,

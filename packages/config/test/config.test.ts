@@ -176,6 +176,79 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: REDIS_URL forms (docs/REDIS.md)', () => {
+  it.each([
+    'redis://127.0.0.1:6379',
+    'redis://127.0.0.1:6379/',
+    'redis://127.0.0.1:6379/2',
+    'rediss://user:pw@redis.example:6380/0',
+    'redis://redis',
+    'redis://host1:7000?cluster=1',
+    'redis://host1:7000/0?cluster=1&nodes=host2:7001,host3:7002,host4',
+  ])('accepts %s', (url) => {
+    expect(ok({ REDIS_URL: url }).redis?.url).toBe(url);
+  });
+
+  it.each([
+    ['redis://user:hunter2@127.0.0.1:6379/abc', 'database'],
+    ['redis://user:hunter2@127.0.0.1:6379/2/x', 'database'],
+    ['redis://user:hunter2@127.0.0.1:6379/-1', 'database'],
+    ['redis://user:hunter2@127.0.0.1:0', 'port'],
+    ['redis://user:hunter2@127.0.0.1:99999', 'redis://'],
+    ['redis://user:hunter2@host1:7000?cluster=1&nodes=host2:abc', 'nodes='],
+    ['redis://user:hunter2@host1:7000?cluster=1&nodes=host2:7001,host3:70000', 'nodes='],
+    ['redis://user:hunter2@host1:7000?cluster=1&nodes=host2:7001:9', 'nodes='],
+    ['redis://user:hunter2@host1:7000/3?cluster=1', 'database 0'],
+  ])('refuses %s in one line naming REDIS_URL, without the password', (url, says) => {
+    const lines = errors({ REDIS_URL: url });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^REDIS_URL: /);
+    expect(lines[0]).toContain(says);
+    expect(lines[0]).not.toContain('hunter2');
+  });
+});
+
+describe('loadConfig: lists set to nothing', () => {
+  it('WEBSOCKET_PATHS listing no path is an error; blank still means the default', () => {
+    expect(errors({ WEBSOCKET_PATHS: ' , ' })).toEqual([expect.stringMatching(/^WEBSOCKET_PATHS: lists no path/)]);
+    expect(errors({ WEBSOCKET_PATHS: ',' })).toEqual([expect.stringMatching(/^WEBSOCKET_PATHS: /)]);
+    expect(ok({ WEBSOCKET_PATHS: '' }).websocketPaths).toEqual(['/api/ws']);
+  });
+
+  it('production refuses API_CORS_ORIGINS set but empty (CONTRACT §1); unset still falls back to CORS_ORIGINS', () => {
+    for (const blank of ['', '  ', ' , ']) {
+      expect(errors({ ...PROD, API_CORS_ORIGINS: blank })).toEqual([expect.stringMatching(/^API_CORS_ORIGINS: /)]);
+    }
+    expect(ok(PROD).apiCorsOrigins).toEqual(['https://app.example.com']);
+  });
+
+  it('development keeps the fallback for a blank API_CORS_ORIGINS', () => {
+    expect(ok({ CORS_ORIGINS: 'https://a.example', API_CORS_ORIGINS: '' }).apiCorsOrigins).toEqual(['https://a.example']);
+  });
+});
+
+describe('loadConfig: WEBSOCKET_TRUSTED_PROXIES', () => {
+  it('trusts no proxy by default', () => {
+    expect(ok({}).trustedProxies).toEqual([]);
+    expect(ok({ WEBSOCKET_TRUSTED_PROXIES: '' }).trustedProxies).toEqual([]);
+  });
+
+  it('reads IPv4 and IPv6 addresses and CIDR ranges', () => {
+    const entries = ['10.0.0.7', '10.0.0.0/8', '192.168.1.0/24', '0.0.0.0/0', '::1', 'fd00::/8', '2001:db8::/128', '::ffff:10.0.0.0/104'];
+    expect(ok({ WEBSOCKET_TRUSTED_PROXIES: ` ${entries.join(' , ')} ` }).trustedProxies).toEqual(entries);
+  });
+
+  it('refuses anything else, one line per entry naming the variable and the entry', () => {
+    const bad = ['proxy.internal', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/8/1', '10.0.0.0/', '999.1.1.1', 'fe80::1%eth0', '10.0.0.1:80'];
+    const lines = errors({ WEBSOCKET_TRUSTED_PROXIES: ['10.0.0.1', ...bad].join(',') });
+    expect(lines).toHaveLength(bad.length);
+    for (const [i, entry] of bad.entries()) {
+      expect(lines[i]).toMatch(/^WEBSOCKET_TRUSTED_PROXIES: /);
+      expect(lines[i]).toContain(JSON.stringify(entry));
+    }
+  });
+});
+
 describe('loadConfig secrets', () => {
   it('does not echo a malformed REDIS_URL (it may hold a password)', () => {
     const lines = errors({ REDIS_URL: 'http://user:hunter2@redis' });

@@ -70,6 +70,7 @@ export async function startGateway(config: Config, options: StartOptions): Promi
       maxPayloadBytes: config.limits.maxPayloadBytes,
       maxBackpressureBytes: config.limits.maxBackpressureBytes,
       idleTimeoutSeconds: config.idleTimeoutSeconds,
+      trustedProxies: config.trustedProxies,
     },
     { admission, hub, lifecycle, log },
   );

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { loadConfig } from '@wsgw/config';
 import { createGatewayMetrics, createLogger, startTelemetry } from '@wsgw/telemetry';
+import { ListenError } from '@wsgw/transport-uws';
 import { startGateway } from './app.js';
 
 const loaded = loadConfig(process.env);
@@ -48,6 +49,13 @@ try {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 } catch (err) {
+  // stderr as for a bad configuration (CONTRACT §1): an address it cannot listen on is one too,
+  // found only when binding. The fatal line on stdout keeps the stack for the log pipeline.
+  const problem =
+    err instanceof ListenError
+      ? `HOST/PORT: ${err.message} (not an address of this host, a name that does not resolve, or in use)`
+      : `gateway failed to start: ${err instanceof Error ? err.message : String(err)}`;
+  process.stderr.write(`${problem}\n`);
   log.fatal({ err }, 'gateway failed to start');
   await telemetry.shutdown();
   log.flush();

@@ -60,6 +60,31 @@ describe('the gateway process (CONTRACT §1)', () => {
     await r.exit;
   });
 
+  it.each(['999.1.1.1', 'example.invalid'])('HOST=%s it cannot listen on: exit non-zero, one stderr line naming HOST/PORT', async (host) => {
+    const r = run({ HOST: host, PORT: '0', OTEL_SDK_DISABLED: 'true' });
+    const { code } = await r.exit;
+    expect(code).not.toBe(0);
+    expect(r.stderr().trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^HOST/PORT: cannot listen on ${host}:0`))]);
+    expect(r.stdout()).not.toContain('gateway listening');
+    // The log pipeline still gets the fatal line with the error.
+    expect(r.lines().some((l) => l['level'] === 'fatal')).toBe(true);
+  });
+
+  it('a PORT in use, even by another gateway (uWS would share it by SO_REUSEPORT): exit non-zero naming HOST/PORT', async () => {
+    const first = run({ OTEL_SDK_DISABLED: 'true' });
+    const port = await first.listening();
+    try {
+      const second = run({ PORT: String(port), OTEL_SDK_DISABLED: 'true' });
+      const { code } = await second.exit;
+      expect(code).not.toBe(0);
+      expect(second.stderr()).toMatch(new RegExp(`^HOST/PORT: cannot listen on 127\\.0\\.0\\.1:${port}`));
+      expect(second.stdout()).not.toContain('gateway listening');
+    } finally {
+      first.child.kill('SIGTERM');
+      await first.exit;
+    }
+  });
+
   it('refuses to start when uWebSockets.js would fall back to its slow JS implementation', async () => {
     const r = run({ UWS_USE_FALLBACK: '1' });
     const { code } = await r.exit;

@@ -1,6 +1,7 @@
-import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { statusLine } from '@wsgw/protocol';
 import type { ConnectionHub, Lifecycle, Logger, OriginPolicy, UpgradeAdmission } from '@wsgw/core';
+import { ClientAddresses } from './client-address.js';
 import { preflight, sendJson } from './http.js';
 import { Outbox, UwsConnection, type SocketData } from './socket.js';
 import { loadUws, type Uws } from './load.js';
@@ -19,7 +20,33 @@ export interface UwsServerOptions {
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
+  /** Peers (IPs, CIDR ranges) whose `X-Forwarded-For` names the client; empty = none. */
+  trustedProxies: readonly string[];
 }
+
+/** The address and port could not be bound (not an address of this host, a name that does not resolve, in use). */
+export class ListenError extends Error {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+  ) {
+    super(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}`);
+    this.name = 'ListenError';
+  }
+}
+
+/**
+ * uWS' listen(host, port, options, cb), which the native module has but its type declarations lack
+ * (as they lack the LIBUS_LISTEN_EXCLUSIVE_PORT constant it exports). Exclusive because uWS binds
+ * with SO_REUSEPORT otherwise: a second gateway on a port in use would start "fine" and take half
+ * of the first one's connections.
+ */
+type ListenWithOptions = (
+  host: string,
+  port: number,
+  options: number,
+  cb: (socket: us_listen_socket | false) => void,
+) => TemplatedApp;
 
 export interface UwsServerDeps {
   admission: UpgradeAdmission;
@@ -38,12 +65,14 @@ export class UwsServer {
   private listenSocket: us_listen_socket | null = null;
   /** Replies go out once per socket per batch; a socket that stops reading is cut off. */
   private readonly outbox: Outbox;
+  private readonly clients: ClientAddresses;
 
   constructor(
     private readonly options: UwsServerOptions,
     private readonly deps: UwsServerDeps,
   ) {
     this.outbox = new Outbox(options.maxBackpressureBytes, (connection) => deps.hub.slowReader(connection));
+    this.clients = new ClientAddresses(options.trustedProxies);
     this.uws = loadUws();
     this.app = this.uws.App();
     this.routes();
@@ -52,9 +81,12 @@ export class UwsServer {
   /** Starts listening; resolves with the bound port (useful with port 0). */
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.app.listen(this.options.host, this.options.port, (socket) => {
+      const { host, port } = this.options;
+      const listen = this.app.listen.bind(this.app) as unknown as ListenWithOptions;
+      const { LIBUS_LISTEN_EXCLUSIVE_PORT } = this.uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number };
+      listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
         if (!socket) {
-          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+          reject(new ListenError(host, port));
           return;
         }
         this.listenSocket = socket;
@@ -137,7 +169,7 @@ export class UwsServer {
 
   private upgrade(
     res: HttpResponse,
-    req: import('uWebSockets.js').HttpRequest,
+    req: HttpRequest,
     context: import('uWebSockets.js').us_socket_context_t,
     route: string,
   ): void {
@@ -151,7 +183,8 @@ export class UwsServer {
     const key = req.getHeader('sec-websocket-key');
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
-    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const remoteAddress = this.clients.resolve(peer, () => forwardedFor(req));
     const traceparent = req.getHeader('traceparent') || undefined;
     const tracestate = req.getHeader('tracestate') || undefined;
 
@@ -198,6 +231,18 @@ export class UwsServer {
 
 function uwsPayloadCap(limit: number): number {
   return Math.min(Math.max(limit * 2, limit + 64 * 1024), 256 * 1024 * 1024);
+}
+
+/**
+ * Every `X-Forwarded-For` line, in order, as one list. HAProxy's `option forwardfor` adds its own
+ * line after any the client sent; `getHeader` would return only the first, the client's own.
+ */
+function forwardedFor(req: HttpRequest): string {
+  let joined = '';
+  req.forEach((name, value) => {
+    if (name === 'x-forwarded-for') joined = joined === '' ? value : `${joined},${value}`;
+  });
+  return joined;
 }
 
 function bearerToken(header: string): string | undefined {
