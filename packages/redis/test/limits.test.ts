@@ -154,6 +154,50 @@ describe('RedisConnectionLeases, two replicas on one Redis', () => {
     expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['l2']);
     expect(lost).toHaveLength(1);
   });
+
+  it('does not put back a slot released while a restore works through its batches', async () => {
+    const c = await client();
+    const keys = redisKeys(uniquePrefix('restore-release'));
+    const health = new RedisHealth(c, quiet);
+    // batchSize 1 stands for a replica holding more than 500 sockets (the default batch).
+    const leases = new RedisConnectionLeases(c, health, quiet, { keys, maxPerUser: 1000, maxGlobal: 10_000, leaseMs: 30_000, batchSize: 1 });
+    closers.push(async () => {
+      await leases.close();
+      health.close();
+    });
+    const ids = Array.from({ length: 300 }, (_, i) => `r${i}`);
+    const decisions = await Promise.all(ids.map((id) => leases.acquire(id, 'u')));
+    expect(decisions.every((d) => d.granted)).toBe(true);
+
+    // A call timed out while Redis still answers PING: the next sync restores rather than renews.
+    health.failed(new Error('Command timed out'));
+    const syncing = leases.sync();
+    await new Promise((r) => setImmediate(r));
+    // The last socket closes while the restore is at its first batches.
+    await leases.release('r299', 'u');
+    await syncing;
+    expect(health.isDown()).toBe(false);
+    expect(leases.heldCount).toBe(299);
+    // Released, and renewed by nobody: it must not count for a whole lease.
+    const admin = redis.admin();
+    expect(await admin.zscore(keys.slotsAll(), 'r299')).toBeNull();
+    expect(await admin.zscore(keys.slotsOfUser('u'), 'r299')).toBeNull();
+    expect(await admin.zcard(keys.slotsAll())).toBe(299);
+  });
+
+  it('frees at shutdown the slots of acquisitions and releases still on their way', async () => {
+    const prefix = uniquePrefix('release-all');
+    const keys = redisKeys(prefix);
+    const { leases } = await redisLeases(prefix);
+    expect(await leases.acquire('s1', 'u')).toEqual({ granted: true });
+    // In the turn shutdown starts, s1's socket closes and an upgrade still in its checks asks for s2.
+    void leases.release('s1', 'u');
+    const late = leases.acquire('s2', 'v');
+    await leases.releaseAll();
+    expect(await late).toEqual({ granted: true });
+    expect(leases.heldCount).toBe(0);
+    expect(await redis.admin().zcard(keys.slotsAll())).toBe(0);
+  });
 });
 
 describe('FailoverConnectionLeases with Redis unreachable', () => {
@@ -236,6 +280,57 @@ describe('FailoverConnectionLeases: the per-replica twin', () => {
     expect(await leases.acquire('t7', 'u')).toMatchObject({ granted: false, reason: 'user_connection_limit' });
     expect(twin.size).toBe(0);
     expect(redisLeases.heldCount).toBe(3);
+  });
+});
+
+describe('FailoverConnectionLeases: sockets that come and go while Redis is being recovered', () => {
+  /**
+   * Redis is taken for away (a dropped link) and answers again; while the recovery restore works
+   * through its batches (batchSize 1 stands for a replica holding thousands of sockets), sockets
+   * open (granted from memory) or close, one every millisecond or so. Resolves when health is up.
+   */
+  async function recoverWithChurn(name: string, during: 'acquire' | 'release') {
+    const c = await client();
+    const keys = redisKeys(uniquePrefix(name));
+    const health = new RedisHealth(c, quiet, { probeIntervalMs: 300 });
+    // A lease of a minute: the heartbeat (every 20 s) comes long after the checks below.
+    const redisLeases = new RedisConnectionLeases(c, health, quiet, { keys, maxPerUser: 1000, maxGlobal: 10_000, leaseMs: 60_000, batchSize: 1 });
+    const twin = new MemoryConnectionLeases({ maxPerUser: 1000, maxGlobal: 10_000 });
+    const leases = new FailoverConnectionLeases(redisLeases, twin, health, 'local', noopMetrics, quiet);
+    closers.push(async () => {
+      await leases.close();
+      health.close();
+    });
+    const ids = Array.from({ length: 400 }, (_, i) => `h${i}`);
+    await Promise.all(ids.map((id) => leases.acquire(id, `user-${id}`)));
+
+    health.failed(new Error('connection to Redis closed'));
+    expect(health.isDown()).toBe(true);
+    for (let n = 0; health.isDown(); n++) {
+      if (during === 'acquire') {
+        expect((await leases.acquire(`late${n}`, `late-user-${n}`)).granted).toBe(true);
+      } else if (n < ids.length) {
+        await leases.release(ids[n] as string, `user-${ids[n]}`);
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    const redisCountsWhatIsHeld = async () => {
+      const held = [...redisLeases.heldEntries()].map(([id]) => id).sort();
+      const inRedis = (await c.zrange(keys.slotsAll(), 0, -1)).sort();
+      return held.length === inRedis.length && held.every((id, i) => id === inRedis[i]);
+    };
+    return { redisCountsWhatIsHeld };
+  }
+
+  // CONTRACT §2: within 5 s of Redis answering again, the replica's slots are what Redis counts.
+  it('registers slots granted from memory during the recovery restore within 5 s of Redis answering', async () => {
+    const { redisCountsWhatIsHeld } = await recoverWithChurn('recover-acquire', 'acquire');
+    await waitFor(redisCountsWhatIsHeld, 5000);
+  });
+
+  it('releases slots of sockets closed during the recovery restore within 5 s of Redis answering', async () => {
+    const { redisCountsWhatIsHeld } = await recoverWithChurn('recover-release', 'release');
+    await waitFor(redisCountsWhatIsHeld, 5000);
   });
 });
 

@@ -15,7 +15,8 @@ export interface RedisHealthOptions {
  * Whether the limits' Redis answers, as one shared verdict for every store of a replica. A failed
  * command or a dropped link turns it `down` at once, so later decisions skip Redis (and its
  * timeout) until a probe PING answers; recovery hooks (re-registering held slots) run before it
- * turns `up` again, so shared limits only apply once Redis knows every open socket.
+ * turns `up` again, so shared limits only apply once Redis knows every open socket; up hooks run
+ * as it turns `up` (registering what came and went while the recovery hooks ran).
  */
 export class RedisHealth {
   private current: HealthState = 'up';
@@ -24,6 +25,7 @@ export class RedisHealth {
   private confirming: Promise<boolean> | undefined;
   private closed = false;
   private readonly recoverHooks: Array<() => Promise<void>> = [];
+  private readonly upHooks: Array<() => void> = [];
   private readonly downHooks: Array<() => void> = [];
   private readonly troubleHooks: Array<() => void> = [];
   private readonly probeIntervalMs: number;
@@ -56,6 +58,14 @@ export class RedisHealth {
   /** Runs once each time Redis answers after being down, before the state turns `up`. */
   onRecover(hook: () => Promise<void>): void {
     this.recoverHooks.push(hook);
+  }
+
+  /**
+   * Runs right after the state turns `up` (after the recover hooks), synchronously with the change:
+   * from then on nothing decides without Redis. Must not throw.
+   */
+  onUp(hook: () => void): void {
+    this.upHooks.push(hook);
   }
 
   onDown(hook: () => void): void {
@@ -143,6 +153,7 @@ export class RedisHealth {
       if (this.closed) return;
       this.current = 'up';
       this.log.info({}, 'redis answers again: shared limits apply');
+      for (const hook of this.upHooks) hook();
     } catch (err) {
       // Still down; try again later.
       this.log.debug({ err: { message: (err as Error)?.message } }, 'redis probe: not yet');

@@ -55,6 +55,8 @@ export class RedisConnectionLeases implements ConnectionLeases {
   /** Releases waiting for this turn's `slots_release` call, and that call's promise. */
   private releasing: Array<[string, string]> = [];
   private releaseTurn: Promise<void> | undefined;
+  /** Acquisition and release calls sent and not answered yet: `releaseAll` lets them land first. */
+  private readonly inFlight = new Set<Promise<void>>();
   /** Counters a test or benchmark can read: script calls versus acquisitions and releases. */
   readonly stats = { acquireCalls: 0, acquisitions: 0, releaseCalls: 0, releases: 0 };
   private timer: NodeJS.Timeout | undefined;
@@ -82,6 +84,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
       this.mustRestore = true;
     });
     health.onRecover(() => this.sync());
+    health.onUp(this.syncLeftovers);
     this.schedule();
   }
 
@@ -109,7 +112,7 @@ export class RedisConnectionLeases implements ConnectionLeases {
   private readonly flushAcquisitions = (): void => {
     const pending = this.acquiring;
     this.acquiring = [];
-    for (const batch of this.batches(pending)) void this.acquireBatch(batch);
+    for (const batch of this.batches(pending)) this.track(this.acquireBatch(batch));
   };
 
   private async acquireBatch(batch: PendingSlot[]): Promise<void> {
@@ -171,7 +174,9 @@ export class RedisConnectionLeases implements ConnectionLeases {
     this.releaseTurn ??= new Promise((resolve) => {
       setImmediate(() => {
         this.releaseTurn = undefined;
-        resolve(this.releaseQueued());
+        const sent = this.releaseQueued();
+        this.track(sent);
+        resolve(sent);
       });
     });
     return this.releaseTurn;
@@ -194,11 +199,24 @@ export class RedisConnectionLeases implements ConnectionLeases {
     );
   }
 
+  private track(call: Promise<void>): void {
+    this.inFlight.add(call);
+    const forget = (): void => {
+      this.inFlight.delete(call);
+    };
+    void call.then(forget, forget);
+  }
+
   onLost(handler: (connectionIds: string[]) => void): void {
     this.lostHandlers.push(handler);
   }
 
   async releaseAll(): Promise<void> {
+    // Shutdown closes every socket just before: their releases may still wait for their turn, and
+    // an upgrade still in its checks may have an acquisition out. Let those calls go out and land,
+    // so that `held` and `unreleased` name every slot left to free (a failed release lands there).
+    if (this.acquiring.length > 0 || this.releaseTurn) await new Promise<void>((resolve) => setImmediate(resolve));
+    await Promise.all(this.inFlight);
     const entries = [...this.held];
     this.held.clear();
     for (const [id, userId] of entries) this.unreleased.set(id, userId);
@@ -223,6 +241,23 @@ export class RedisConnectionLeases implements ConnectionLeases {
     });
     return this.syncing;
   }
+
+  /**
+   * Health just turned `up`: from now on no slot is granted from memory and releases go straight to
+   * Redis. What the recovery sync could not see (slots adopted, releases queued after it took its
+   * snapshots) is registered by one more sync now rather than by the next heartbeat, a third of a
+   * lease away (CONTRACT §2: within 5 s). It starts after any sync still running, whose snapshots
+   * may predate the change; syncs never overlap, so a release cannot pass a restore.
+   */
+  private readonly syncLeftovers = (): void => {
+    if (this.stopped || (this.adopted.size === 0 && this.unreleased.size === 0)) return;
+    const running = this.syncing?.catch(() => undefined) ?? Promise.resolve();
+    void running
+      .then(() => (this.stopped ? undefined : this.sync()))
+      .catch(() => {
+        // Reported to health by runSync: Redis is away again, and its recovery syncs everything.
+      });
+  };
 
   private schedule(): void {
     if (this.stopped) return;
@@ -297,13 +332,24 @@ export class RedisConnectionLeases implements ConnectionLeases {
     }
   }
 
+  /**
+   * Puts slots back, a batch per call. Each batch keeps only what is still held when it is sent: a
+   * release takes its id out of `held` before its own call goes out, and calls on one connection
+   * run in order, so a slot released meanwhile is left out or released after it is put back, never
+   * put back after its release (where it would count for a whole lease).
+   */
   private async restore(entries: Array<[string, string]>): Promise<void> {
     let missing = 0;
+    let restored = 0;
     for (const batch of this.batches(entries)) {
-      missing += await this.client.wsgwSlotsRestore(...this.batchArgs(batch, this.options.leaseMs));
-      for (const [id] of batch) this.adopted.delete(id);
+      const live = batch.filter(([id, userId]) => this.held.get(id) === userId);
+      if (live.length === 0) continue;
+      missing += await this.client.wsgwSlotsRestore(...this.batchArgs(live, this.options.leaseMs));
+      restored += live.length;
+      // Registered now; an id left out was released, which forgot it as adopted already.
+      for (const [id] of live) this.adopted.delete(id);
     }
-    this.log.info({ held: this.held.size, restored: entries.length, missing }, 'connection slots re-registered in redis');
+    this.log.info({ held: this.held.size, restored, missing }, 'connection slots re-registered in redis');
   }
 
   private async flushReleases(): Promise<void> {
