@@ -1,4 +1,4 @@
-import { systemClock, type Clock, type MessageRateLimiter, type RateCallback, type RateDecision } from '@wsgw/core';
+import type { Clock, MessageRateLimiter, RateCallback, RateDecision } from '@wsgw/core';
 
 export interface RateLimits {
   perSecond: number;
@@ -7,6 +7,12 @@ export interface RateLimits {
 
 const SECOND = 1_000;
 const MINUTE = 60_000;
+
+/**
+ * Windows are durations, so they are measured on a clock that only goes forward: with the wall
+ * clock, a step back (NTP, an operator) of an hour would refuse every active user for an hour.
+ */
+const monotonicClock: Clock = { now: () => performance.now() };
 
 /**
  * The times of one user's last accepted messages, newest last, in a ring that holds at most
@@ -64,7 +70,7 @@ export class MemoryRateLimiter implements MessageRateLimiter {
 
   constructor(
     private readonly limits: RateLimits,
-    private readonly clock: Clock = systemClock,
+    private readonly clock: Clock = monotonicClock,
   ) {
     // A window the other implies is not checked, and the log only holds what the others need
     // (the same rule as src/lua/rate_consume.lua in @wsgw/redis): with perSecond >= perMinute

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryRateLimiter } from '@wsgw/memory';
 
 class FakeClock {
@@ -24,6 +24,25 @@ describe('MemoryRateLimiter: exact sliding windows', () => {
     clock.t += 1;
     // All three left the (now - 1 s, now] window together: three more fit, not four.
     expect([1, 2, 3, 4].map(() => limiter!.decide('u').allowed)).toEqual([true, true, true, false]);
+  });
+
+  it('measures windows on a monotonic clock by default: a wall clock stepped back does not lock users out', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(new Date('2026-12-06T12:00:00Z'));
+      limiter = new MemoryRateLimiter({ perSecond: 2, perMinute: 100 });
+      expect([1, 2].map(() => limiter!.decide('u').allowed)).toEqual([true, true]);
+      // NTP or an operator steps the host clock back by an hour. Before: every later decision
+      // was refused for an hour (retry_after_ms ~3,600,000).
+      vi.setSystemTime(new Date('2026-12-06T11:00:00Z'));
+      const denied = limiter.decide('u');
+      expect(denied.allowed).toBe(false);
+      if (!denied.allowed) expect(denied.retryAfterMs).toBeLessThanOrEqual(1000);
+      await new Promise((resolve) => setTimeout(resolve, 1050));
+      expect(limiter.decide('u').allowed).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('holds across a second boundary: no fixed-window double burst', () => {

@@ -28,9 +28,12 @@ export function redisKeys(prefix: string, options: { rateShards?: number } = {})
     /**
      * LIST of one user's latest accepted message times (ms, Redis TIME), newest first, at most
      * as long as the larger limit that can bind (src/lua/rate_consume.lua): exact sliding 1 s and
-     * 60 s windows.
+     * 60 s windows. Named by the limits too: each replica trims the log to what its own limits
+     * read, so replicas configured differently (a rolling change of the limits) must not share one,
+     * or the stricter one's trims would hand the other a fresh allowance.
      */
-    rateLog: (shard: number, userId: string) => `${prefix}{rate:${shard}}:log:${userId}`,
+    rateLog: (shard: number, userId: string, limits: { perSecond: number; perMinute: number }) =>
+      `${prefix}{rate:${shard}}:log:${limits.perSecond}-${limits.perMinute}:${userId}`,
 
     // ---------------------------------------------------------- upgrade throttle
     /** rate-limiter-flexible's key prefix for failed session checks per client address. */

@@ -5,9 +5,10 @@ import { redisKeys } from '@wsgw/redis';
 
 describe('key layout (docs/REDIS.md)', () => {
   const keys = redisKeys('wsgw:', { rateShards: 16 });
+  const limits = { perSecond: 10, perMinute: 100 };
 
   it('starts every key with REDIS_KEY_PREFIX', () => {
-    for (const key of [keys.slotsAll(), keys.slotsOfUser('u'), keys.rateLog(3, 'u'), keys.session('t'), keys.throttlePrefix()]) {
+    for (const key of [keys.slotsAll(), keys.slotsOfUser('u'), keys.rateLog(3, 'u', limits), keys.session('t'), keys.throttlePrefix()]) {
       expect(key.startsWith('wsgw:')).toBe(true);
     }
   });
@@ -18,8 +19,10 @@ describe('key layout (docs/REDIS.md)', () => {
     for (const user of ['u1', 'someone-else', '{weird}', 'x}{y']) expect(calculateSlot(keys.slotsOfUser(user))).toBe(slot);
     // rate_consume: one call per shard, every user of the shard in the shard's slot.
     for (let shard = 0; shard < keys.rateShards; shard++) {
-      const rateSlot = calculateSlot(keys.rateLog(shard, 'a'));
-      for (const user of ['b', '{c}', 'd}']) expect(calculateSlot(keys.rateLog(shard, user))).toBe(rateSlot);
+      const rateSlot = calculateSlot(keys.rateLog(shard, 'a', limits));
+      for (const user of ['b', '{c}', 'd}']) expect(calculateSlot(keys.rateLog(shard, user, limits))).toBe(rateSlot);
+      // Replicas with other limits (a rolling change) keep their own logs, in the same slot.
+      expect(calculateSlot(keys.rateLog(shard, 'a', { perSecond: 1, perMinute: 2 }))).toBe(rateSlot);
     }
   });
 

@@ -465,7 +465,7 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     // Redis holds one entry per accepted message.
     const admin = await client();
     const keys = redisKeys(prefix);
-    const lengths = await Promise.all(['a', 'b', 'c'].map((u) => admin.llen(keys.rateLog(keys.rateShardOf(u), u))));
+    const lengths = await Promise.all(['a', 'b', 'c'].map((u) => admin.llen(keys.rateLog(keys.rateShardOf(u), u, { perSecond: 5, perMinute: 8 }))));
     expect(lengths).toEqual([5, 5, 3]);
   });
 
@@ -485,7 +485,8 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
   it('reads and keeps only the window that can bind when the other one implies it', async () => {
     const c = await client();
     const keys = redisKeys(uniquePrefix('implied'));
-    const logLength = (user: string) => c.llen(keys.rateLog(keys.rateShardOf(user), user));
+    const logLength = (user: string, perSecond: number, perMinute: number) =>
+      c.llen(keys.rateLog(keys.rateShardOf(user), user, { perSecond, perMinute }));
     // 3 per second and 180 per minute: sixty 1 s windows hold at most 180, so only the 1 s window
     // decides, and the log keeps 3 entries (not 180).
     const perSecondOnly = await redisRates(keys.prefix, 3, 180);
@@ -496,14 +497,69 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const second = await Promise.all([1, 2, 3, 4].map(() => consumeRate(perSecondOnly, 's')));
     expect(second.map((d) => d.allowed)).toEqual([true, true, true, false]);
-    expect(await logLength('s')).toBe(3);
+    expect(await logLength('s', 3, 180)).toBe(3);
     // 9 per second and 4 per minute: the 60 s window decides alone; the log keeps 4 entries.
     const perMinuteOnly = await redisRates(keys.prefix, 9, 4);
     const minute = await Promise.all([1, 2, 3, 4, 5, 6].map(() => consumeRate(perMinuteOnly, 'm')));
     expect(minute.map((d) => d.allowed)).toEqual([true, true, true, true, false, false]);
     const refused = minute[4]!;
     if (!refused.allowed) expect(refused.retryAfterMs).toBeGreaterThan(59_000);
-    expect(await logLength('m')).toBe(4);
+    expect(await logLength('m', 9, 4)).toBe(4);
+  });
+
+  it('tells a locally denied client a wait after which it gets through, however late the script ran', async () => {
+    const prefix = uniquePrefix('local-retry');
+    const rates = await redisRates(prefix, 1, 100);
+    const blocker = await client();
+    expect(await consumeRate(rates, 'u')).toEqual({ allowed: true });
+    // Redis is busy for ~300 ms with another client's script when the next decision is sent: the
+    // script runs, and measures its wait, ~300 ms after the call left.
+    const busy = blocker.eval(
+      "local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; " +
+        "while true do local n = redis.call('TIME'); if n[1] * 1000000 + n[2] - s > 300000 then break end end; return 1",
+      0,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const denied = await consumeRate(rates, 'u');
+    await busy;
+    expect(denied.allowed).toBe(false);
+    const local = await consumeRate(rates, 'u');
+    expect(rates.stats.localDenials).toBe(1);
+    if (local.allowed) throw new Error('expected a local denial');
+    // Before: the local answer counted from when the call left, ~300 ms short, and a client that
+    // waited as told was refused again.
+    await new Promise((resolve) => setTimeout(resolve, local.retryAfterMs + 5));
+    expect(await consumeRate(rates, 'u')).toEqual({ allowed: true });
+  });
+
+  it('never asks for a wait longer than the window, even for entries stamped ahead of Redis TIME', async () => {
+    const prefix = uniquePrefix('rate-skew');
+    const rates = await redisRates(prefix, 2, 100);
+    const c = await client();
+    const keys = redisKeys(prefix);
+    // Two acceptances stamped by a Redis whose clock was an hour ahead (a failover to a replica
+    // whose clock is behind): before, the denial said to come back in an hour.
+    const [sec, usec] = (await c.time()) as unknown as [string, string];
+    const ahead = String(Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + 3_600_000);
+    await c.lpush(keys.rateLog(keys.rateShardOf('u'), 'u', { perSecond: 2, perMinute: 100 }), ahead, ahead);
+    const denied = await consumeRate(rates, 'u');
+    expect(denied.allowed).toBe(false);
+    if (!denied.allowed) expect(denied.retryAfterMs).toBeLessThanOrEqual(1000);
+  });
+
+  it("keeps each replica's windows when replicas run with different limits (a rolling change of them)", async () => {
+    const prefix = uniquePrefix('mixed-limits');
+    // Old replicas: 10 per minute; new ones: 20. Before, the old replica's trim (to its 10) handed
+    // the new one a fresh allowance each time the user sent it a frame: 30 in a second.
+    const oldReplica = await redisRates(prefix, 1000, 10);
+    const newReplica = await redisRates(prefix, 1000, 20);
+    let acceptedByNew = 0;
+    for (let round = 0; round < 3; round++) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => consumeRate(newReplica, 'u')));
+      acceptedByNew += batch.filter((d) => d.allowed).length;
+      await consumeRate(oldReplica, 'u');
+    }
+    expect(acceptedByNew).toBe(20);
   });
 
   it('records over a thousand acceptances of one user from one call (pushed in chunks)', async () => {
@@ -521,6 +577,6 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     expect(decisions.slice(0, 1500).every((d) => d.allowed)).toBe(true);
     expect(decisions[1500]!.retryAfterMs).toBeGreaterThan(59_000);
     const keys = redisKeys(prefix);
-    expect(await c.llen(keys.rateLog(keys.rateShardOf('bulk'), 'bulk'))).toBe(1500);
+    expect(await c.llen(keys.rateLog(keys.rateShardOf('bulk'), 'bulk', { perSecond: 1600, perMinute: 1500 }))).toBe(1500);
   });
 });

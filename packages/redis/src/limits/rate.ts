@@ -13,6 +13,12 @@ export interface RedisRateOptions {
   maxBatch?: number;
 }
 
+/** A local block: denials without Redis until `until`; clients told to retry at `retryAt` (performance.now()). */
+interface Block {
+  until: number;
+  retryAt: number;
+}
+
 interface Pending {
   userId: string;
   /** Sent once already, in a call that timed out. */
@@ -46,8 +52,8 @@ export interface RateLimiterStats {
  */
 export class RedisRateLimiter implements MessageRateLimiter {
   private readonly shards: Shard[];
-  /** userId -> performance.now() until which the user is over a limit. */
-  private readonly blockedUntil = new Map<string, number>();
+  /** Users over a limit, answered here without Redis until their block ends. */
+  private readonly blocked = new Map<string, Block>();
   private readonly maxBatch: number;
   private scheduled = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -66,15 +72,15 @@ export class RedisRateLimiter implements MessageRateLimiter {
   }
 
   consume(userId: string, done: RateCallback): void {
-    const until = this.blockedUntil.get(userId);
-    if (until !== undefined) {
-      const left = until - performance.now();
-      if (left > 0) {
+    const block = this.blocked.get(userId);
+    if (block !== undefined) {
+      const now = performance.now();
+      if (block.until > now) {
         this.stats.localDenials++;
-        done({ allowed: false, retryAfterMs: Math.ceil(left) });
+        done({ allowed: false, retryAfterMs: Math.max(1, Math.ceil(block.retryAt - now)) });
         return;
       }
-      this.blockedUntil.delete(userId);
+      this.blocked.delete(userId);
     }
     const shard = this.shards[this.options.keys.rateShardOf(userId)] as Shard;
     shard.queue.push({ userId, done });
@@ -110,7 +116,7 @@ export class RedisRateLimiter implements MessageRateLimiter {
       let k = keyIndex.get(p.userId);
       if (k === undefined) {
         k = userKeys.length;
-        userKeys.push(keys.rateLog(shard.index, p.userId));
+        userKeys.push(keys.rateLog(shard.index, p.userId, this.options));
         counts.push(0);
         keyIndex.set(p.userId, k);
       }
@@ -122,6 +128,7 @@ export class RedisRateLimiter implements MessageRateLimiter {
     this.stats.decisions += batch.length;
     try {
       const results = await this.client.wsgwRateConsume(userKeys.length, ...userKeys, perSecond, perMinute, ...counts);
+      const receivedAt = performance.now();
       // Per user: the first `allowed` of its decisions (in arrival order) pass, the rest wait.
       // `counts` is reused as what is left to allow of each user.
       for (let k = 0; k < counts.length; k++) counts[k] = Number(results[2 * k] ?? 0);
@@ -134,9 +141,13 @@ export class RedisRateLimiter implements MessageRateLimiter {
           continue;
         }
         const wait = Number(results[2 * k + 1] ?? 0);
-        // Measured from when the call left: never later than the window really frees.
+        // The script measured `wait` at some moment between the call leaving and its reply. The
+        // block ends as if it was when the call left: never later than the window really frees.
+        // A client is told to wait as if it was when the reply came: never too short to get
+        // through (one that waits as told and is refused again gets closer to a 1008).
         const until = sentAt + wait;
-        if ((this.blockedUntil.get(p.userId) ?? 0) < until) this.blockedUntil.set(p.userId, until);
+        const block = this.blocked.get(p.userId);
+        if (block === undefined || block.until < until) this.blocked.set(p.userId, { until, retryAt: receivedAt + wait });
         settle(p, { allowed: false, retryAfterMs: wait });
       }
     } catch (err) {
@@ -163,7 +174,7 @@ export class RedisRateLimiter implements MessageRateLimiter {
 
   private forgetExpiredBlocks(): void {
     const now = performance.now();
-    for (const [userId, until] of this.blockedUntil) if (until <= now) this.blockedUntil.delete(userId);
+    for (const [userId, block] of this.blocked) if (block.until <= now) this.blocked.delete(userId);
   }
 
   async close(): Promise<void> {

@@ -69,8 +69,10 @@ local function window(key, limit, windowSpan, c, before)
     local i = limit - 1 - a
     local nth
     if i < 0 then nth = now else nth = tonumber(entries[i - from + 1]) end
-    -- No such entry: fewer than `limit` acceptances so far, this decision passes.
-    if nth and nth > now - windowSpan then return a, nth + windowSpan - now, stale end
+    -- No such entry: fewer than `limit` acceptances so far, this decision passes. The wait is never
+    -- longer than the window: an entry stamped after `now` (Redis' clock went back, say a failover
+    -- to a replica whose clock is behind) must not tell a client to go away for the difference.
+    if nth and nth > now - windowSpan then return a, math.min(nth + windowSpan - now, windowSpan), stale end
   end
   return c, 0, stale
 end
