@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { renderHaproxyConfig } from '@wsgw/local-cluster';
 import { parse } from 'yaml';
+import { parseRange, rangeWithin, trustedProxyProblems, type AddressRange } from './addresses.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -23,6 +24,9 @@ export function checkHaproxyConfig(repo: string): string[] {
     problems.push(`${HAPROXY_CONFIG}: stickiness configured; replicas share limits through Redis and need none`);
   }
   if (!has(/^default-server .*\bcheck\b/) && !has(/^server .*\bcheck\b/)) problems.push(`${HAPROXY_CONFIG}: servers are not health-checked`);
+  // The gateways' WEBSOCKET_TRUSTED_PROXIES relies on it; `if-none` would pass a client's own header on.
+  if (!has(/^option forwardfor\b/)) problems.push(`${HAPROXY_CONFIG}: no 'option forwardfor': the gateway cannot tell clients apart (X-Forwarded-For)`);
+  else if (has(/^option forwardfor\b.*\bif-none\b/)) problems.push(`${HAPROXY_CONFIG}: 'option forwardfor if-none' forwards a client's own X-Forwarded-For unchecked`);
 
   // The config HAProxy would run, checked by HAProxy itself where it is installed.
   const probe = spawnSync('haproxy', ['-v'], { encoding: 'utf8' });
@@ -62,6 +66,7 @@ export function checkCompose(repo: string): string[] {
     if (!/^redis:\/\/redis:6379/.test(s.environment?.REDIS_URL ?? '')) problems.push(`${COMPOSE_FILE}: ${name} does not use the redis service`);
     if (s.ports) problems.push(`${COMPOSE_FILE}: ${name} publishes ports; traffic must go through HAProxy`);
   }
+  problems.push(...checkComposeProxyTrust(services, doc.networks ?? {}, gateways));
   const mounts = (service: string): string[] => (services[service]?.volumes ?? []).map((v: string) => String(v).split(':')[0] ?? '');
   for (const [service, path] of [
     ['haproxy', HAPROXY_CONFIG],
@@ -82,6 +87,55 @@ export function checkCompose(repo: string): string[] {
   const expected = gateways.map(([name, s]) => `${name}:${s.environment?.PORT ?? '8000'}`).sort();
   if (JSON.stringify(servers) !== JSON.stringify(expected)) {
     problems.push(`${HAPROXY_CONFIG}: servers ${servers.join(', ')} are not the compose replicas ${expected.join(', ')}`);
+  }
+  return problems;
+}
+
+/**
+ * The replicas believe X-Forwarded-For from HAProxy and from nothing else: HAProxy has a fixed
+ * address on its network, outside the range Docker hands out to other containers, and each
+ * replica's WEBSOCKET_TRUSTED_PROXIES lists only such fixed proxy addresses.
+ */
+function checkComposeProxyTrust(services: Json, networks: Json, gateways: Array<[string, Json]>): string[] {
+  const problems: string[] = [];
+  const proxies: AddressRange[] = [];
+  const attached: Json = services.haproxy?.networks ?? {};
+  for (const [network, settings] of Object.entries<Json>(Array.isArray(attached) ? {} : attached)) {
+    const address = String(settings?.ipv4_address ?? settings?.ipv6_address ?? '');
+    if (address === '') continue;
+    const here = parseRange(address);
+    const pools = ((networks[network]?.ipam?.config ?? []) as Json[]).map((c) => ({
+      subnet: parseRange(String(c.subnet ?? '')),
+      handedOut: parseRange(String(c.ip_range ?? c.subnet ?? '')),
+    }));
+    const pool = pools.find((p) => here && p.subnet && rangeWithin(here, p.subnet));
+    if (!here || !pool) {
+      problems.push(`${COMPOSE_FILE}: haproxy's address ${address} is not in a subnet declared for network ${network}`);
+      continue;
+    }
+    if (pool.handedOut && rangeWithin(here, pool.handedOut)) {
+      problems.push(`${COMPOSE_FILE}: haproxy's address ${address} is inside the range Docker hands out (ip_range): another container could get it`);
+    }
+    proxies.push(here);
+  }
+  const named = proxies.map((p) => p.text).join(', ');
+  if (proxies.length === 0) problems.push(`${COMPOSE_FILE}: haproxy has no fixed address, so the replicas cannot trust its X-Forwarded-For and only it`);
+  for (const [name, s] of gateways) {
+    const value = s.environment?.WEBSOCKET_TRUSTED_PROXIES as string | undefined;
+    const own = trustedProxyProblems(`${COMPOSE_FILE}: ${name}`, value);
+    problems.push(...own);
+    if (own.length > 0) continue;
+    const entries = String(value)
+      .split(',')
+      .flatMap((e) => parseRange(e) ?? []);
+    for (const entry of entries) {
+      if (!proxies.some((p) => rangeWithin(entry, p))) {
+        problems.push(`${COMPOSE_FILE}: ${name} trusts X-Forwarded-For from ${entry.text}, which is more than haproxy's address (${named})`);
+      }
+    }
+    if (!proxies.every((p) => entries.some((e) => rangeWithin(p, e)))) {
+      problems.push(`${COMPOSE_FILE}: ${name}'s WEBSOCKET_TRUSTED_PROXIES does not cover haproxy (${named})`);
+    }
   }
   return problems;
 }

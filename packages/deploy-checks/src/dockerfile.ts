@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { GATEWAY_NODE_OPTIONS } from '@wsgw/local-cluster';
 
 export interface Instruction {
   keyword: string;
@@ -70,6 +71,11 @@ export function checkDockerfile(repo: string): string[] {
   const cmd = final.find((i) => i.keyword === 'CMD' || i.keyword === 'ENTRYPOINT');
   if (!cmd || !cmd.args.includes('packages/gateway/dist/main.js')) problems.push('Dockerfile: the image does not start packages/gateway/dist/main.js');
   if (!final.some((i) => i.keyword === 'EXPOSE')) problems.push('Dockerfile: the runtime stage exposes no port');
+  // The V8 options the gateway is measured and shipped with (packages/gateway/src/runtime.ts).
+  const env = new Map(final.filter((i) => i.keyword === 'ENV').flatMap((i) => envPairs(i.args)));
+  if (env.get('NODE_OPTIONS') !== GATEWAY_NODE_OPTIONS) {
+    problems.push(`Dockerfile: the runtime stage's NODE_OPTIONS is ${JSON.stringify(env.get('NODE_OPTIONS') ?? '')}, not the gateway's ${JSON.stringify(GATEWAY_NODE_OPTIONS)} (packages/gateway/src/runtime.ts)`);
+  }
   if (final.some((i) => i.keyword === 'COPY' && !/--from=/.test(i.args))) {
     problems.push('Dockerfile: the runtime stage copies from the build context (sources, not build output)');
   }
@@ -89,6 +95,19 @@ export function checkDockerfile(repo: string): string[] {
     if (!ignore.some((re) => re.test(path))) problems.push(`.dockerignore: does not exclude ${path}`);
   }
   return problems;
+}
+
+/** `ENV A=1 B="x y"` (or the legacy `ENV A 1`) as name/value pairs. */
+export function envPairs(args: string): Array<[string, string]> {
+  const text = args.trim();
+  if (!/^[\w.-]+=/.test(text)) {
+    const m = /^(\S+)\s+(.*)$/s.exec(text);
+    return m ? [[m[1] as string, (m[2] as string).trim()]] : [];
+  }
+  return [...text.matchAll(/([\w.-]+)=("(?:[^"\\]|\\.)*"|'[^']*'|\S*)/g)].map(([, name, value]) => [
+    name as string,
+    /^["']/.test(value as string) ? (value as string).slice(1, -1) : (value as string),
+  ]);
 }
 
 /** .dockerignore patterns as regexes (no `!` re-includes needed for the paths checked). */

@@ -1,3 +1,4 @@
+export * from './addresses.js';
 export * from './collector.js';
 export * from './compose.js';
 export * from './dockerfile.js';

@@ -1,5 +1,6 @@
 import { loadConfig } from '@wsgw/config';
 import { MetricNames } from '@wsgw/telemetry';
+import { INTERNAL_RANGES, parseRange, rangeWithin, trustedProxyProblems } from './addresses.js';
 import type { K8sObject } from './kustomize.js';
 
 /** CONTRACT §2, in its order. OTEL_* are checked separately (the SDK's own variables). */
@@ -31,6 +32,12 @@ export const CONTRACT_VARIABLES = [
   'SESSION_INTROSPECTION_URL',
   'LOG_LEVEL',
 ] as const;
+
+/**
+ * Variables outside CONTRACT §2 that the manifests must still wire from the ConfigMap: behind the
+ * Ingress, WEBSOCKET_TRUSTED_PROXIES decides whether clients can be told apart at all.
+ */
+export const WIRED_VARIABLES = [...CONTRACT_VARIABLES, 'WEBSOCKET_TRUSTED_PROXIES'] as const;
 
 /** Variables that carry credentials: only ever from a Secret. */
 export const SECRET_VARIABLES = ['REDIS_URL', 'SESSION_JWT_SECRET'] as const;
@@ -78,7 +85,12 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
   const netpol = need('NetworkPolicy', GATEWAY);
   const ingress = need('Ingress', GATEWAY);
   const configMap = need('ConfigMap', CONFIG_MAP);
-  need('Deployment', 'otel-collector');
+  const collector = need('Deployment', 'otel-collector');
+  // Its Prometheus exporter holds what one pod received: more pods split and duplicate the series
+  // the HPA reads (k8s/base/otel-collector/deployment.yaml).
+  if (collector && Number(collector.spec?.replicas ?? 1) !== 1) {
+    problems.push(`${overlay}: the otel-collector runs ${collector.spec.replicas} pods; each would export part of the gateways' metrics under the same labels`);
+  }
   need('Service', 'otel-collector');
   need('ConfigMap', 'otel-collector-config');
   if (!deployment || !configMap) return problems;
@@ -119,7 +131,7 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
 
   // Every CONTRACT §2 variable is referenced, secrets only from the Secret.
   const env: Json[] = container.env ?? [];
-  for (const name of CONTRACT_VARIABLES) {
+  for (const name of WIRED_VARIABLES) {
     const entry = env.find((e) => e.name === name);
     const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
     const ref = secret ? entry?.valueFrom?.secretKeyRef : entry?.valueFrom?.configMapKeyRef;
@@ -127,6 +139,12 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
       problems.push(`${overlay}: ${name} is not taken from the ${secret ? `Secret ${SECRET}` : `ConfigMap ${CONFIG_MAP}`}`);
     }
     if (secret && name in data) problems.push(`${overlay}: ${name} is a credential and must not be in the ConfigMap`);
+  }
+  // A URL with a user or password in it (an introspection endpoint's basic auth) is a credential too.
+  for (const [key, value] of Object.entries(data)) {
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]+@/i.test(String(value).trim())) {
+      problems.push(`${overlay}: ${key} in the ConfigMap carries credentials in its URL; put it in the Secret ${SECRET}`);
+    }
   }
   for (const name of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_SERVICE_NAME', 'OTEL_RESOURCE_ATTRIBUTES']) {
     if (!env.some((e) => e.name === name)) problems.push(`${overlay}: ${name} is not set`);
@@ -150,6 +168,29 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
   if (service && !matches(service.spec?.selector, podLabels)) problems.push(`${overlay}: the Service does not select the gateway pods`);
   if (pdb && !matches(pdb.spec?.selector?.matchLabels, podLabels)) problems.push(`${overlay}: the PodDisruptionBudget does not select the gateway pods`);
   if (netpol && !matches(netpol.spec?.podSelector?.matchLabels, podLabels)) problems.push(`${overlay}: the NetworkPolicy does not select the gateway pods`);
+  // Trusting a whole pod CIDR's X-Forwarded-For is safe only while nothing but the proxies can
+  // reach the gateway: every ingress rule names its sources, none of them "anywhere".
+  if (netpol && (data.WEBSOCKET_TRUSTED_PROXIES ?? '').trim() !== '') {
+    const rules: Json[] = netpol.spec?.ingress ?? [];
+    const open = rules.some(
+      (r) =>
+        !Array.isArray(r.from) ||
+        r.from.length === 0 ||
+        r.from.some((peer: Json) => {
+          if (peer.ipBlock) {
+            const range = parseRange(String(peer.ipBlock.cidr ?? ''));
+            return !range || !INTERNAL_RANGES.some((internal) => rangeWithin(range, internal));
+          }
+          // `{}` selects everything: a peer whose selectors are all empty is anyone.
+          const narrows = (sel: Json | undefined) =>
+            !!sel && (Object.keys(sel.matchLabels ?? {}).length > 0 || (sel.matchExpressions ?? []).length > 0);
+          return !narrows(peer.namespaceSelector) && !narrows(peer.podSelector);
+        }),
+    );
+    if (!(netpol.spec?.policyTypes ?? []).includes('Ingress') || open) {
+      problems.push(`${overlay}: the NetworkPolicy lets more than the ingress controller reach the gateway, which trusts X-Forwarded-For from WEBSOCKET_TRUSTED_PROXIES`);
+    }
+  }
   if (hpa) {
     if (hpa.spec?.scaleTargetRef?.kind !== 'Deployment' || hpa.spec?.scaleTargetRef?.name !== GATEWAY) {
       problems.push(`${overlay}: the HorizontalPodAutoscaler does not target the gateway Deployment`);
@@ -169,6 +210,9 @@ export function checkOverlay(overlay: 'dev' | 'prod', objects: readonly K8sObjec
     if (backends.length === 0 || !backends.every((b) => b?.name === GATEWAY && servicePorts.includes(b?.port?.name))) {
       problems.push(`${overlay}: the Ingress does not route to the gateway Service's http port`);
     }
+    // Behind ingress-nginx every peer is a controller pod: without trusted proxies one client's bad
+    // tokens would get every client 429.
+    problems.push(...trustedProxyProblems(overlay, data.WEBSOCKET_TRUSTED_PROXIES));
     const idle = Number(data.WEBSOCKET_IDLE_TIMEOUT_SECONDS || 120);
     for (const a of ['nginx.ingress.kubernetes.io/proxy-read-timeout', 'nginx.ingress.kubernetes.io/proxy-send-timeout']) {
       const value = Number(ingress.metadata?.annotations?.[a] ?? 60);

@@ -60,6 +60,9 @@ interface Replica {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** The address HAProxy connects to the replicas from (they listen on loopback). */
+export const LOAD_BALANCER_SOURCE = '127.0.0.1';
+
 /** Finds the repository root from this file (src/ under vitest, dist/ when built). */
 export function findRepoRoot(): string {
   let dir = here;
@@ -263,6 +266,11 @@ export class LocalCluster {
       NODE_OPTIONS: gatewayNodeOptions(process.env),
       OTEL_SDK_DISABLED: 'true',
       LOG_LEVEL: 'info',
+      // HAProxy reaches the replicas from 127.0.0.1 and says who its client was in X-Forwarded-For
+      // (`option forwardfor`); without this every client would share HAProxy's address, and one
+      // client's bad tokens would get every client 429 `too_many_upgrades`. On loopback any local
+      // process is that peer too: fine for a local cluster, never for a shared host.
+      WEBSOCKET_TRUSTED_PROXIES: LOAD_BALANCER_SOURCE,
       ...this.options.env,
       HOST: '127.0.0.1',
       PORT: String(replica.port),

@@ -19,10 +19,13 @@ export type OpenResult =
   | { opened: true; socket: LbSocket }
   | { opened: false; status: number; body: { error?: string } | undefined; servedBy: string | undefined };
 
-/** Opens a WebSocket; an HTTP refusal is a value, a network error throws. */
-export function openSocket(url: string): Promise<OpenResult> {
+/**
+ * Opens a WebSocket; an HTTP refusal is a value, a network error throws. `options` pass to `ws`
+ * (a `localAddress` on loopback, extra `headers`).
+ */
+export function openSocket(url: string, options?: WebSocket.ClientOptions): Promise<OpenResult> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, options);
     let servedBy = '';
     const frames: Array<Record<string, unknown>> = [];
     const waiters = new Map<string, (frame: Record<string, unknown>) => void>();
