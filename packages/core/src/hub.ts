@@ -176,7 +176,6 @@ export class ConnectionHub {
 
   private route(connection: Connection, msg: ClientMessage, span: Span): void {
     const { deps } = this;
-    deps.metrics.messageReceived(msg.agent_type, msg.pillar);
     const requestId = this.requestIds.next();
     const now = deps.clock.now();
     if (span.isRecording()) {
@@ -224,6 +223,8 @@ export class ConnectionHub {
 
   /** Accepted (or already answered): the pending request owns the span now. Refused: answered here. */
   private published(result: PublishResult, requestId: string, connection: Connection, msg: ClientMessage, span: Span): void {
+    // Counted by agent type only once an agent took it (CONTRACT §7: low-cardinality attributes).
+    this.deps.metrics.messageReceived(result.accepted ? msg.agent_type : null, msg.pillar);
     if (result.accepted || !this.pending.get(requestId)) return;
     this.pending.delete(requestId);
     this.answer(connection, errorFrame(result.code, result.message, msg.id));

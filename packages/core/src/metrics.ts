@@ -8,7 +8,11 @@ export interface GatewayMetrics {
   connectionClosed(path: string, durationMs: number, origin: string | undefined, code: number): void;
   connectionError(path: string, reason: string): void;
   upgradeRejected(path: string, reason: string): void;
-  messageReceived(agentType: string, pillar: string | undefined): void;
+  /**
+   * A valid message was handed to the agent bus. `agentType` is null when the bus refused it (no
+   * agent serves the type, overload): a type a client made up must not become a series of its own.
+   */
+  messageReceived(agentType: string | null, pillar: string | undefined): void;
   messageRejected(reason: string): void;
   rateLimitExceeded(): void;
   replyLatency(agentType: string, ms: number): void;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConnectionHub, noopMetrics, type AdmissionTicket } from '@wsgw/core';
+import { ConnectionHub, noopMetrics, type AdmissionTicket, type GatewayMetrics } from '@wsgw/core';
 import { FakeBus, FakeClock, FakeLeases, FakeRates, FakeConnection, RecordingLogger } from './fakes.js';
 
 const ticket = (id = 'c1'): AdmissionTicket => ({
@@ -10,14 +10,14 @@ const ticket = (id = 'c1'): AdmissionTicket => ({
   tokenHash: 'abc',
 });
 
-function setup(perMinute = 5) {
+function setup(perMinute = 5, metrics: GatewayMetrics = noopMetrics) {
   const clock = new FakeClock();
   const deps = {
     leases: new FakeLeases(),
     rates: new FakeRates(),
     bus: new FakeBus(),
     clock,
-    metrics: noopMetrics,
+    metrics,
     log: new RecordingLogger(),
   };
   const hub = new ConnectionHub(
@@ -108,6 +108,20 @@ describe('ConnectionHub: one outcome per message', () => {
       { type: 'error', code: 'agent_unavailable', message: 'nobody', in_reply_to: 'm1' },
     ]);
     expect(s.hub.pendingCount).toBe(0);
+  });
+
+  it('counts a message by its agent type only once an agent took it', async () => {
+    const counted: Array<[string | null, string | undefined]> = [];
+    const s = setup(5, { ...noopMetrics, messageReceived: (agentType, pillar) => void counted.push([agentType, pillar]) });
+    hub = s.hub;
+    await s.hub.message(s.connection, msg({ pillar: 'p' }));
+    // A type a client made up must not become a metric series of its own (CONTRACT §7).
+    s.deps.bus.result = { accepted: false, code: 'agent_unavailable', message: 'nobody' };
+    await s.hub.message(s.connection, msg({ agent_type: 'made-up-1', pillar: 'anything@example.com' }));
+    expect(counted).toEqual([
+      ['echo', 'p'],
+      [null, 'anything@example.com'],
+    ]);
   });
 
   it('times out with agent_timeout when no reply comes', async () => {

@@ -1,63 +1,24 @@
 #!/usr/bin/env node
-import { loadConfig } from '@wsgw/config';
-import { createGatewayMetrics, createLogger, startTelemetry } from '@wsgw/telemetry';
-import { ListenError } from '@wsgw/transport-uws';
-import { startGateway } from './app.js';
+/**
+ * The gateway process (`node packages/gateway/dist/main.js`). Only the signal handlers come before
+ * the rest is loaded (the OpenTelemetry SDK, uWS, ioredis: most of a second on a busy node): a
+ * SIGTERM for a pod that is still starting then ends it with exit 0 like any other (CONTRACT §1),
+ * not by the signal's default action.
+ */
+let requested: NodeJS.Signals | undefined;
+let handler: ((signal: NodeJS.Signals) => void) | undefined;
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (handler) handler(signal);
+  else requested ??= signal;
+};
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
 
-const loaded = loadConfig(process.env);
-if (!loaded.ok) {
-  for (const line of loaded.errors) process.stderr.write(`config error: ${line}\n`);
-  process.exit(2);
-}
-const { config } = loaded;
-// OpenTelemetry first, before anything makes a meter or a span (it needs the replica id, so it
-// comes right after the config check, which is pure and does no I/O).
-const telemetry = startTelemetry({
-  env: process.env,
-  replicaId: config.replicaId,
-  defaultServiceName: 'ws-gateway',
-  // No async hooks on the message path: core passes spans explicitly (packages/telemetry/src/context.ts).
-  contextPropagation: 'synchronous',
+const { runGateway } = await import('./run.js');
+await runGateway({
+  requested: () => requested,
+  onStop(stop) {
+    handler = stop;
+    if (requested !== undefined) stop(requested);
+  },
 });
-const log = createLogger({ level: config.logLevel, replicaId: config.replicaId });
-const metrics = createGatewayMetrics(telemetry.meter('@wsgw/gateway'), config.corsOrigins);
-
-process.on('unhandledRejection', (err) => {
-  log.error({ err }, 'unhandled rejection');
-});
-
-try {
-  const gateway = await startGateway(config, { log, metrics });
-  let signals = 0;
-  const stop = (signal: NodeJS.Signals) => {
-    signals++;
-    log.info({ signal }, signals === 1 ? 'shutting down' : 'shutdown already in progress');
-    gateway
-      .shutdown()
-      // The last metrics and spans (this replica's final counts) go out before exit, in bounded time.
-      .then(() => telemetry.shutdown())
-      .then(() => {
-        log.flush();
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        log.flush();
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-} catch (err) {
-  // stderr as for a bad configuration (CONTRACT §1): an address it cannot listen on is one too,
-  // found only when binding. The fatal line on stdout keeps the stack for the log pipeline.
-  const problem =
-    err instanceof ListenError
-      ? `HOST/PORT: ${err.message} (not an address of this host, a name that does not resolve, or in use)`
-      : `gateway failed to start: ${err instanceof Error ? err.message : String(err)}`;
-  process.stderr.write(`${problem}\n`);
-  log.fatal({ err }, 'gateway failed to start');
-  await telemetry.shutdown();
-  log.flush();
-  process.exit(1);
-}

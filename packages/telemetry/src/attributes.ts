@@ -6,36 +6,42 @@ export const OTHER = 'other';
 export const NONE = 'none';
 
 /**
- * Attribute sets for client-chosen values (agent_type, pillar), built once and reused: the hot path
- * does two Map lookups and allocates nothing. The number of distinct sets is capped, so a client
- * inventing agent types cannot blow up the metric series: past the cap, new values become `other`.
+ * Attribute sets for a pair of client-influenced values (agent_type, pillar), built once and
+ * reused: the hot path does two Map lookups and allocates nothing. Both are capped, separately: at
+ * most `maxA` values of the first (past it, and for over-long values, both become `other`), and at
+ * most `maxBPerA` values of the second under each first one (past it, the second becomes `other`
+ * and the first keeps its own value). So a client inventing pillars on a real agent type costs at
+ * most `maxBPerA` series, and never turns that agent type's traffic into `other`.
  */
 export class BoundedAttributes2 {
-  private readonly sets = new Map<string, Map<string, Attributes>>();
-  private size = 0;
+  private readonly sets = new Map<string, { byB: Map<string, Attributes>; overflow: Attributes }>();
   private readonly overflow: Attributes;
 
   constructor(
     private readonly keyA: string,
     private readonly keyB: string,
-    private readonly maxSets: number,
+    private readonly maxA: number,
+    private readonly maxBPerA = 20,
     private readonly maxValueLength = 64,
   ) {
     this.overflow = Object.freeze({ [keyA]: OTHER, [keyB]: OTHER });
   }
 
-  get(a: string, b: string | undefined): Attributes {
+  /** `a` null: a value that must not get a series of its own (both `other`). */
+  get(a: string | null, b: string | undefined): Attributes {
+    if (a === null) return this.overflow;
     const bValue = b ?? NONE;
-    const inner = this.sets.get(a);
-    const found = inner?.get(bValue);
+    let inner = this.sets.get(a);
+    const found = inner?.byB.get(bValue);
     if (found) return found;
-    if (this.size >= this.maxSets || a.length > this.maxValueLength || bValue.length > this.maxValueLength) {
-      return this.overflow;
+    if (inner === undefined) {
+      if (this.sets.size >= this.maxA || a.length > this.maxValueLength) return this.overflow;
+      inner = { byB: new Map(), overflow: Object.freeze({ [this.keyA]: a, [this.keyB]: OTHER }) };
+      this.sets.set(a, inner);
     }
+    if (inner.byB.size >= this.maxBPerA || bValue.length > this.maxValueLength) return inner.overflow;
     const attrs = Object.freeze({ [this.keyA]: a, [this.keyB]: bValue });
-    if (inner) inner.set(bValue, attrs);
-    else this.sets.set(a, new Map([[bValue, attrs]]));
-    this.size++;
+    inner.byB.set(bValue, attrs);
     return attrs;
   }
 }

@@ -40,7 +40,10 @@ export interface OtelMetricsOptions {
    * any other (possible with `*` in development) is `other`, a missing one `none`.
    */
   knownOrigins: readonly string[];
-  /** Distinct agent_type x pillar pairs kept before new ones count as `other`. */
+  /**
+   * Distinct agent types kept before new ones count as `other` (only types an agent served reach
+   * here); each keeps at most 20 pillars of its own, further pillars counting as `other`.
+   */
   maxAgentSeries?: number;
 }
 
@@ -265,7 +268,7 @@ export class OtelGatewayMetrics implements GatewayMetrics {
   }
 
   // The hot path (per message): Map lookups and a number increment.
-  messageReceived(agentType: string, pillar: string | undefined): void {
+  messageReceived(agentType: string | null, pillar: string | undefined): void {
     this.received.add(this.byAgentPillar.get(agentType, pillar));
   }
 

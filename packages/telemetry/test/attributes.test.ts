@@ -19,10 +19,23 @@ describe('attribute sets for metrics', () => {
     expect(sets.get('a', undefined)).toEqual({ agent_type: 'a', pillar: 'none' });
     const fresh = new BoundedAttributes2('agent_type', 'pillar', 100);
     expect(fresh.get('x'.repeat(65), undefined)).toEqual({ agent_type: 'other', pillar: 'other' });
+    // A value that must not have a series of its own (a type no agent took).
+    expect(fresh.get(null, 'p')).toEqual({ agent_type: 'other', pillar: 'other' });
 
     const one = new BoundedAttributes('agent_type', 1);
     expect(one.get('echo')).toEqual({ agent_type: 'echo' });
     expect(one.get('other-agent')).toEqual({ agent_type: 'other' });
+  });
+
+  it('caps the second value per first one: invented pillars never turn a real agent type into `other`', () => {
+    const sets = new BoundedAttributes2('agent_type', 'pillar', 2, 3);
+    for (let i = 0; i < 250; i++) sets.get('echo', `p-${i}`);
+    expect(sets.get('echo', 'p-0')).toEqual({ agent_type: 'echo', pillar: 'p-0' });
+    expect(sets.get('echo', 'p-3')).toEqual({ agent_type: 'echo', pillar: 'other' });
+    expect(sets.get('echo', 'x'.repeat(65))).toEqual({ agent_type: 'echo', pillar: 'other' });
+    // Other agent types keep room of their own.
+    expect(sets.get('words', undefined)).toEqual({ agent_type: 'words', pillar: 'none' });
+    expect(sets.get('third', undefined)).toEqual({ agent_type: 'other', pillar: 'other' });
   });
 
   it('caches server-side keys', () => {
