@@ -1,8 +1,7 @@
-import { hostname } from 'node:os';
 import { pino } from 'pino';
 import type { AgentHandler, Logger } from '@wsgw/core';
-import { startTelemetry, traceFields } from '@wsgw/telemetry';
-import { AgentWorker, type AgentWorkerOptions } from './worker.js';
+import { LOG_REDACT_PATHS, startTelemetry, traceFields } from '@wsgw/telemetry';
+import { AgentWorker, defaultWorkerId, type AgentWorkerOptions } from './worker.js';
 
 export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handler'>> & {
   /** Environment to read settings from (tests); `process.env` by default. */
@@ -23,29 +22,41 @@ export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handl
  */
 export async function serveAgent(agentType: string, handler: AgentHandler, options: ServeOptions = {}): Promise<AgentWorker> {
   const env = options.env ?? process.env;
+  const problems: string[] = [];
   const redisUrl = options.redisUrl ?? env['REDIS_URL'];
-  if (!redisUrl) {
-    process.stderr.write('config error: REDIS_URL: is required (redis:// or rediss:// URL of the gateways\' Redis)\n');
+  if (!redisUrl) problems.push("REDIS_URL: is required (redis:// or rediss:// URL of the gateways' Redis)");
+  const num = (name: string): number | undefined => {
+    const value = env[name];
+    if (value === undefined || value.trim() === '') return undefined;
+    const n = Number(value);
+    if (Number.isFinite(n) && n >= 0) return n;
+    problems.push(`${name}: must be a non-negative number of ${name === 'AGENT_CONCURRENCY' ? 'requests' : 'milliseconds'}`);
+    return undefined;
+  };
+  const tuning = {
+    concurrency: options.concurrency ?? num('AGENT_CONCURRENCY'),
+    heartbeatMs: options.heartbeatMs ?? num('AGENT_HEARTBEAT_MS'),
+    claimIdleMs: options.claimIdleMs ?? num('AGENT_CLAIM_IDLE_MS'),
+    handlerSilenceMs: options.handlerSilenceMs ?? num('AGENT_HANDLER_SILENCE_MS'),
+    shutdownGraceMs: options.shutdownGraceMs ?? num('AGENT_SHUTDOWN_GRACE_MS'),
+  };
+  // Like the gateway (CONTRACT §1): one stderr line per problem, non-zero exit, before connecting.
+  if (problems.length > 0 || !redisUrl) {
+    for (const line of problems) process.stderr.write(`config error: ${line}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({
-    env,
-    replicaId: options.workerId ?? env['AGENT_WORKER_ID'] ?? `${hostname()}-${process.pid}`,
-    defaultServiceName: 'agent-worker',
-  });
+  // One id for the worker's Redis identity (consumer, lease) and its telemetry, so they match.
+  const workerId = options.workerId ?? env['AGENT_WORKER_ID'] ?? defaultWorkerId();
+  const telemetry = startTelemetry({ env, replicaId: workerId, defaultServiceName: 'agent-worker' });
   const log = options.log ?? createWorkerLogger(env['LOG_LEVEL'] ?? 'info');
   const worker = new AgentWorker({
     agentType,
     handler,
     redisUrl,
     keyPrefix: options.keyPrefix ?? env['REDIS_KEY_PREFIX'] ?? 'wsgw:',
-    workerId: options.workerId ?? env['AGENT_WORKER_ID'],
-    concurrency: options.concurrency ?? num(env['AGENT_CONCURRENCY']),
-    heartbeatMs: options.heartbeatMs ?? num(env['AGENT_HEARTBEAT_MS']),
-    claimIdleMs: options.claimIdleMs ?? num(env['AGENT_CLAIM_IDLE_MS']),
-    handlerSilenceMs: options.handlerSilenceMs ?? num(env['AGENT_HANDLER_SILENCE_MS']),
+    workerId,
+    ...tuning,
     handlerIdleTimeoutMs: options.handlerIdleTimeoutMs,
-    shutdownGraceMs: options.shutdownGraceMs ?? num(env['AGENT_SHUTDOWN_GRACE_MS']),
     log,
   });
   const stop = (signal: NodeJS.Signals) => {
@@ -75,6 +86,7 @@ export function createWorkerLogger(level = 'info'): Logger {
   return pino({
     level,
     base: { service: 'agent-worker', pid: process.pid },
+    redact: { paths: LOG_REDACT_PATHS, remove: true },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     serializers: { err: pino.stdSerializers.err },
@@ -83,9 +95,3 @@ export function createWorkerLogger(level = 'info'): Logger {
   });
 }
 
-function num(value: string | undefined): number | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`not a non-negative number: ${JSON.stringify(value)}`);
-  return n;
-}

@@ -89,7 +89,7 @@ export class AgentWorker {
 
   constructor(private readonly options: AgentWorkerOptions) {
     this.agentType = options.agentType;
-    this.workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.workerId = options.workerId ?? defaultWorkerId();
     this.concurrency = Math.max(1, options.concurrency ?? 64);
     this.heartbeatMs = Math.max(100, options.heartbeatMs ?? 2000);
     // Own entries are renewed every beat; the timeout must leave room for a late beat.
@@ -360,6 +360,11 @@ export class AgentWorker {
     // The client keeps reconnecting by itself.
     while (this.running && !isReady(client)) await sleep(200);
   }
+}
+
+/** A worker's id when none is given: unique per process, and readable (host, pid). */
+export function defaultWorkerId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
 const silentLogger: Logger = {

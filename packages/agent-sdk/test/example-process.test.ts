@@ -103,4 +103,9 @@ describe('the example echo worker process', () => {
   it('refuses to start without REDIS_URL, naming the variable', async () => {
     await expect(spawnAgentWorker({})).rejects.toThrow(/REDIS_URL/);
   });
+
+  it('refuses bad tuning variables with one config error line each, naming them (not a stack trace)', async () => {
+    const failed = spawnAgentWorker({ REDIS_URL: redis.url, AGENT_CONCURRENCY: 'lots', AGENT_HEARTBEAT_MS: '-5' });
+    await expect(failed).rejects.toThrow(/config error: AGENT_CONCURRENCY: .*\n?.*config error: AGENT_HEARTBEAT_MS: /s);
+  });
 });

@@ -182,7 +182,9 @@ export class UpgradeAdmission {
         if (!(err instanceof SessionBackendUnavailableError)) {
           deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
         }
-        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'unavailable');
+        if (abort.aborted) return this.aborted(span);
+        // CONTRACT §4 puts draining before unavailable: a replica going away says so first.
+        return this.reject(span, req, deps.isDraining() ? 'draining' : 'unavailable');
       }
       if (!result.valid) {
         this.logSessionInvalid(req, result.reason, tokenHash, traced);

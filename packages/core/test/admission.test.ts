@@ -94,7 +94,11 @@ describe('UpgradeAdmission: the checks of CONTRACT §4, in order', () => {
     expect(log.events()).toEqual(['security.connection_limit', 'security.connection_limit']);
   });
 
-  it('a validator that cannot reach its backend gives 503 unavailable, not 401', async () => {
+  it.each([
+    [false, 'unavailable'],
+    // CONTRACT §4's order: a draining replica says `draining` before `unavailable`.
+    [true, 'draining'],
+  ])('a validator that cannot reach its backend gives 503, not 401 (draining: %s)', async (draining, code) => {
     const { SessionBackendUnavailableError } = await import('@wsgw/core');
     const log = new RecordingLogger();
     const admission = new UpgradeAdmission({
@@ -103,12 +107,12 @@ describe('UpgradeAdmission: the checks of CONTRACT §4, in order', () => {
         throw new SessionBackendUnavailableError('down');
       }),
       leases: new FakeLeases(),
-      isDraining: () => false,
+      isDraining: () => draining,
       isUnavailable: () => false,
       metrics: noopMetrics,
       log,
     });
-    expect(await admission.admit(req(), live)).toMatchObject({ rejection: { status: 503, code: 'unavailable' } });
+    expect(await admission.admit(req(), live)).toMatchObject({ rejection: { status: 503, code } });
   });
 
   it('a client that leaves during the checks holds no slot', async () => {

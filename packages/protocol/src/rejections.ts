@@ -1,6 +1,8 @@
 /**
  * The error catalogue of the WebSocket upgrade (CONTRACT §4): one entry per way an upgrade
- * can be refused, in the order the checks run. The README table is tested against this.
+ * can be refused, in the order of the contract's table, then the project's own
+ * (`too_many_upgrades`, the failed-session throttle, checked once a token is seen and before it
+ * is validated). The README table is tested against this.
  */
 export const UpgradeRejections = {
   origin_not_allowed: { status: 403, message: 'Origin is not allowed to open a WebSocket here' },

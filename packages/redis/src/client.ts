@@ -43,7 +43,8 @@ export function parseRedisUrl(url: string): RedisTarget {
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('REDIS_URL must start with redis:// or rediss://');
   const flag = u.searchParams.get('cluster');
   const cluster = flag !== null && flag !== '0' && flag !== 'false';
-  const nodes = [{ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) }];
+  // An IPv6 address keeps its brackets in URL.hostname (`[::1]`); ioredis wants it bare.
+  const nodes = [{ host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port: Number(u.port || 6379) }];
   for (const extra of (u.searchParams.get('nodes') ?? '').split(',').filter((s) => s !== '')) {
     const [host, port] = extra.split(':');
     nodes.push({ host: host || '127.0.0.1', port: Number(port || 6379) });
@@ -66,8 +67,18 @@ export function parseRedisUrl(url: string): RedisTarget {
  */
 export function createRedisClient(url: string, options: RedisClientOptions = {}): RedisClient {
   const target = parseRedisUrl(url);
+  const commandTimeout = options.commandTimeoutMs ?? 1000;
   const common: RedisOptions = {
-    commandTimeout: options.commandTimeoutMs ?? 1000,
+    commandTimeout,
+    // A command timeout only fails the command; the link stays. One that went silent for good
+    // (half-open TCP: the peer vanished without a reset, a NAT entry dropped) would be kept until
+    // the kernel gives up, ~15 min, with every command on it timing out. No byte back for this
+    // long while commands wait: the link is dropped and a new one made.
+    socketTimeout: commandTimeout + 2000,
+    // After a failover that demoted this node (the address now leads elsewhere, this link still to
+    // the old master), every write is refused with READONLY: reconnect instead of failing for ever.
+    // `true`, not 2: the failed command is not resent behind its caller's back.
+    reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
     connectTimeout: options.connectTimeoutMs ?? 1000,
     // Commands in flight when the link drops fail at once instead of being retried later.
     maxRetriesPerRequest: 0,

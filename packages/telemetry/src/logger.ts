@@ -10,18 +10,24 @@ export interface LoggerOptions {
 }
 
 /**
- * Any field that could carry a session token is removed before a line is written; security events
- * carry `token_hash` (a short SHA-256 prefix) instead. Defence in depth: code never logs tokens.
+ * Any field that could carry a session token or a password is removed before a line is written;
+ * security events carry `token_hash` (a short SHA-256 prefix) instead. Defence in depth: code never
+ * logs tokens. ioredis puts the failed command on its errors (`err.command`: name and arguments),
+ * which would carry the Redis password of an AUTH, or a session key (`session:<token>`).
  */
-const REDACT = [
+export const LOG_REDACT_PATHS = [
   'token',
   'session_token',
   'authorization',
+  'password',
   'headers.authorization',
   'req.headers.authorization',
   '*.token',
   '*.session_token',
   '*.authorization',
+  '*.password',
+  'err.command',
+  'err.cause.command',
 ];
 
 
@@ -43,7 +49,7 @@ export function createLogger(options: LoggerOptions): PinoLogger {
     {
       level: options.level,
       base: { service: options.service ?? 'ws-gateway', replica: options.replicaId },
-      redact: { paths: REDACT, remove: true },
+      redact: { paths: LOG_REDACT_PATHS, remove: true },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: pino.stdSerializers.err },

@@ -162,7 +162,7 @@ export class OtelGatewayMetrics implements GatewayMetrics {
     });
     meter
       .createObservableCounter(MetricNames.messageReceived, {
-        description: 'Valid client messages handed to an agent, by agent_type and pillar',
+        description: 'Valid client messages handed to the agent bus, by agent_type and pillar (other: no agent took it)',
         unit: '{message}',
       })
       .addCallback((result) => this.received.report(result));

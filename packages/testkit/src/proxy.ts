@@ -2,18 +2,20 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 
 /**
  * A TCP proxy on loopback between a gateway and its Redis, for fault tests: it can cut a link
- * right after a command went through (so the command runs but its reply is lost), or swallow
- * everything (Redis unreachable with the TCP port still open).
+ * right after a command went through (so the command runs but its reply is lost), swallow
+ * everything (Redis unreachable with the TCP port still open), leave the links open now silent
+ * for good while new ones pass (half-open TCP: the peer vanished without a reset), or lead new
+ * links to another Redis (a failover that moved the address).
  */
 export class TcpProxy {
-  private readonly links = new Set<{ client: Socket; upstream: Socket }>();
+  private readonly links = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
   private blackholed = false;
   private cutNext: (() => void) | undefined;
 
   private constructor(
     private readonly server: Server,
     readonly port: number,
-    private readonly targetPort: number,
+    private targetPort: number,
   ) {
     server.on('connection', (client) => this.link(client));
   }
@@ -51,6 +53,16 @@ export class TcpProxy {
     this.blackholed = on;
   }
 
+  /** The links open now pass nothing more, and are never closed; new links pass as usual. */
+  stallOpenLinks(): void {
+    for (const link of this.links) link.stalled = true;
+  }
+
+  /** New links go to this port from now on (open ones stay where they are). */
+  retarget(port: number): void {
+    this.targetPort = port;
+  }
+
   /** Closes every open link (clients see the connection drop). */
   dropAll(): void {
     for (const { client, upstream } of this.links) {
@@ -67,11 +79,11 @@ export class TcpProxy {
 
   private link(client: Socket): void {
     const upstream = connect(this.targetPort, '127.0.0.1');
-    const entry = { client, upstream };
+    const entry = { client, upstream, stalled: false };
     this.links.add(entry);
     let cutting = false;
     client.on('data', (chunk: Buffer) => {
-      if (this.blackholed) return;
+      if (this.blackholed || entry.stalled) return;
       upstream.write(chunk);
       if (this.cutNext && !cutting) {
         cutting = true;
@@ -79,7 +91,7 @@ export class TcpProxy {
       }
     });
     upstream.on('data', (chunk: Buffer) => {
-      if (this.blackholed || cutting) return;
+      if (this.blackholed || cutting || entry.stalled) return;
       client.write(chunk);
     });
     const end = () => {
