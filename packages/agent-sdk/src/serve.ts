@@ -25,8 +25,7 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
   const problems: string[] = [];
   const redisUrl = options.redisUrl ?? env['REDIS_URL'];
   if (!redisUrl) problems.push("REDIS_URL: is required (redis:// or rediss:// URL of the gateways' Redis)");
-  const num = (name: string): number | undefined => {
-    const value = env[name];
+  const num = (name: string, value: string | undefined): number | undefined => {
     if (value === undefined || value.trim() === '') return undefined;
     const n = Number(value);
     if (Number.isFinite(n) && n >= 0) return n;
@@ -34,11 +33,11 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
     return undefined;
   };
   const tuning = {
-    concurrency: options.concurrency ?? num('AGENT_CONCURRENCY'),
-    heartbeatMs: options.heartbeatMs ?? num('AGENT_HEARTBEAT_MS'),
-    claimIdleMs: options.claimIdleMs ?? num('AGENT_CLAIM_IDLE_MS'),
-    handlerSilenceMs: options.handlerSilenceMs ?? num('AGENT_HANDLER_SILENCE_MS'),
-    shutdownGraceMs: options.shutdownGraceMs ?? num('AGENT_SHUTDOWN_GRACE_MS'),
+    concurrency: options.concurrency ?? num('AGENT_CONCURRENCY', env['AGENT_CONCURRENCY']),
+    heartbeatMs: options.heartbeatMs ?? num('AGENT_HEARTBEAT_MS', env['AGENT_HEARTBEAT_MS']),
+    claimIdleMs: options.claimIdleMs ?? num('AGENT_CLAIM_IDLE_MS', env['AGENT_CLAIM_IDLE_MS']),
+    handlerSilenceMs: options.handlerSilenceMs ?? num('AGENT_HANDLER_SILENCE_MS', env['AGENT_HANDLER_SILENCE_MS']),
+    shutdownGraceMs: options.shutdownGraceMs ?? num('AGENT_SHUTDOWN_GRACE_MS', env['AGENT_SHUTDOWN_GRACE_MS']),
   };
   // Like the gateway (CONTRACT §1): one stderr line per problem, non-zero exit, before connecting.
   if (problems.length > 0 || !redisUrl) {
