@@ -69,6 +69,12 @@ export abstract class Connection {
    */
   abstract closeSocket(code: number, reason: string): void;
 
+  /**
+   * Shows the client's end that this socket is in use (a ping: its pong is traffic from the
+   * client), so a socket waiting for a long reply is not closed as silent. No-op by default.
+   */
+  keepAlive(): void {}
+
   /** The socket opened (ConnectionHub.open), at `now` on core's clock. */
   markOpened(now: number): void {
     openedBase ??= now;

@@ -30,6 +30,12 @@ export interface HubOptions {
   agentReplyTimeoutMs: number;
   /** How often overdue requests are looked for; bounds how late `agent_timeout` can be. */
   sweepIntervalMs?: number;
+  /**
+   * How often sockets with a request in flight are shown to be in use (Connection.keepAlive), so
+   * the idle timeout, which counts only what clients send, does not cut a reply that is still
+   * streaming or still awaited. Half the idle timeout; 0 or absent: never.
+   */
+  keepAliveIntervalMs?: number;
 }
 
 export interface HubDeps {
@@ -57,6 +63,7 @@ export class ConnectionHub {
    */
   private readonly denials = new WeakMap<Connection, number[]>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly keeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: HubOptions,
@@ -65,6 +72,10 @@ export class ConnectionHub {
     this.pending = new PendingRequests(options.agentReplyTimeoutMs);
     this.sweeper = setInterval(() => this.expireOverdue(), options.sweepIntervalMs ?? 250);
     this.sweeper.unref();
+    if (options.keepAliveIntervalMs) {
+      this.keeper = setInterval(() => this.keepWaitingAlive(), options.keepAliveIntervalMs);
+      this.keeper.unref();
+    }
     deps.bus.onReply((reply) => this.deliver(reply));
     deps.leases.onLost((ids) => this.closeLost(ids));
   }
@@ -339,6 +350,12 @@ export class ConnectionHub {
 
   stop(): void {
     clearInterval(this.sweeper);
+    clearInterval(this.keeper);
+  }
+
+  /** Sockets whose client waits for replies are in use, however silent the client is meanwhile. */
+  private keepWaitingAlive(): void {
+    for (const connection of this.pending.waitingConnections()) if (!connection.closed) connection.keepAlive();
   }
 
   private closeConnection(connection: Connection, code: number, reason: string): void {

@@ -88,6 +88,14 @@ export class PendingRequests {
     else this.byId.delete(requestId);
   }
 
+  /** The connections that have a request waiting for (more of) its replies, each once. */
+  waitingConnections(): Set<Connection> {
+    const connections = new Set<Connection>();
+    for (const entry of this.byId.values()) connections.add(entry.connection);
+    if (this.publishing !== undefined && !this.publishingDone) connections.add(this.publishing.connection);
+    return connections;
+  }
+
   /** Removes and returns every request whose deadline has passed. */
   *expire(now: number): Generator<[string, PendingRequest]> {
     for (const [id, entry] of this.byId) {

@@ -99,6 +99,11 @@ export class FakeConnection extends Connection {
   readonly sent: Array<Record<string, unknown>> = [];
   closedWith: { code: number; reason: string } | undefined;
   status: SendStatus = 'sent';
+  /** keepAlive calls (a ping on a real socket). */
+  pings = 0;
+  override keepAlive(): void {
+    this.pings++;
+  }
   protected write(text: string): SendStatus {
     this.sent.push(JSON.parse(text) as Record<string, unknown>);
     return this.status;

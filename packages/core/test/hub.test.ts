@@ -124,6 +124,29 @@ describe('ConnectionHub: one outcome per message', () => {
     ]);
   });
 
+  it('keeps a socket with a request in flight alive (pings every keepAliveIntervalMs), and only such a socket', async () => {
+    const plain = setup();
+    plain.hub.stop();
+    const { deps } = plain;
+    hub = new ConnectionHub(
+      { replicaId: 'r1', maxMessagesPerMinute: 5, agentReplyTimeoutMs: 5000, sweepIntervalMs: 60_000, keepAliveIntervalMs: 10 },
+      deps,
+    );
+    const waiting = new FakeConnection(ticket('w'));
+    const quiet = new FakeConnection(ticket('q'));
+    hub.open(waiting);
+    hub.open(quiet);
+    hub.message(waiting, msg());
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(waiting.pings).toBeGreaterThanOrEqual(2);
+    expect(quiet.pings).toBe(0);
+    // Answered in full: no more pings.
+    deps.bus.reply({ requestId: deps.bus.published[0]!.requestId, connectionId: 'w', kind: 'response', message: 'hi' });
+    const after = waiting.pings;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(waiting.pings).toBe(after);
+  });
+
   it('times out with agent_timeout when no reply comes', async () => {
     const s = setup();
     hub = s.hub;

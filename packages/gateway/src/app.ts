@@ -44,6 +44,8 @@ export async function startGateway(config: Config, options: StartOptions): Promi
       replicaId: config.replicaId,
       maxMessagesPerMinute: config.limits.maxMessagesPerMinute,
       agentReplyTimeoutMs: config.agentReplyTimeoutSeconds * 1000,
+      // The idle timeout counts only what a client sends; one awaiting a long reply sends nothing.
+      keepAliveIntervalMs: (config.idleTimeoutSeconds * 1000) / 2,
     },
     { leases: stores.leases, rates: stores.rates, bus: stores.bus, clock: systemClock, metrics, log },
   );

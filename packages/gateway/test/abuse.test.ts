@@ -12,6 +12,8 @@ async function stillServes(gw: TestGateway): Promise<void> {
   expect((await fetch(gw.httpUrl('/healthz'))).status).toBe(200);
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('bad input on purpose', () => {
   let gw: TestGateway;
   beforeAll(async () => {
@@ -172,4 +174,38 @@ describe('slow readers and silent sockets', () => {
     await waitFor(() => gw.handle.hub.openCount === 0);
     await gw.stop();
   }, 30_000);
+
+  it('a socket whose reply is still streaming is not closed as idle (the message keeps its outcome)', async () => {
+    // One message, then an agent that streams a chunk every 2 s for ~16 s: the client sends nothing
+    // meanwhile, and uWS counts only what it receives. Before: cut with 1006 after
+    // WEBSOCKET_IDLE_TIMEOUT_SECONDS, the message without its final chunk. Now the gateway pings a
+    // socket with a request in flight every half idle timeout, and the client's pong is traffic.
+    const gw = await startTestGateway(
+      { WEBSOCKET_IDLE_TIMEOUT_SECONDS: '8', AGENT_REPLY_TIMEOUT_SECONDS: '30' },
+      {
+        slow: async function* () {
+          for (let i = 0; i < 8; i++) {
+            await sleep(2000);
+            yield `part-${i}`;
+          }
+        },
+      },
+    );
+    try {
+      const c = await open(gw.wsUrl('streaming-reader'));
+      c.send({ agent_type: 'slow', message: 'tell me a long story', id: 'm1' });
+      const frames: Array<Record<string, unknown>> = [];
+      for (;;) {
+        const frame = await c.next(6000);
+        frames.push(frame);
+        if (frame.done === true || frame.type !== 'chunk') break;
+      }
+      expect(frames.at(-1)).toMatchObject({ type: 'chunk', in_reply_to: 'm1', done: true, message: 'part-7' });
+      await c.close();
+      await waitFor(() => gw.handle.hub.openCount === 0);
+    } finally {
+      await gw.stop();
+    }
+  }, 40_000);
+
 });

@@ -1,5 +1,21 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '@wsgw/testkit';
+
+/** Sends raw bytes on a fresh TCP connection and returns everything received within `ms`. */
+function rawExchange(port: number, data: string, ms = 500): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (chunk: Buffer) => (got += chunk.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('connect', () => socket.write(data));
+    setTimeout(() => {
+      socket.destroy();
+      resolve(got);
+    }, ms);
+  });
+}
 
 describe('HTTP endpoints (CONTRACT §3)', () => {
   let gw: TestGateway;
@@ -63,5 +79,17 @@ describe('HTTP endpoints (CONTRACT §3)', () => {
   it('GET on the agent path without an upgrade is not a WebSocket', async () => {
     const res = await fetch(gw.httpUrl('/api/ws/agent?session_token=test123'));
     expect(res.status).toBeGreaterThanOrEqual(400);
+  });
+
+  it.each(['/healthz', '/readyz', '/no-such-path'])('HEAD %s answers as GET would, without a body (keep-alive is not corrupted)', async (path) => {
+    const get = await fetch(gw.httpUrl(path));
+    const got = await rawExchange(gw.port, `HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const endOfHead = got.indexOf('\r\n\r\n');
+    expect(endOfHead).toBeGreaterThan(0);
+    expect(got.split('\r\n')[0]).toBe(`HTTP/1.1 ${get.status} ${get.statusText}`);
+    expect(got.slice(0, endOfHead).toLowerCase()).toContain(`content-length: ${(await get.text()).length}`);
+    // RFC 9112 §6.3: a response to HEAD ends with its header section. Before, a JSON body followed,
+    // which a keep-alive client or proxy reads as its next status line.
+    expect(got.slice(endOfHead + 4)).toMatch(/^HTTP\/1\.1 200 /);
   });
 });

@@ -15,16 +15,25 @@ export function sendJson(
   res: HttpResponse,
   status: string,
   body: unknown,
-  cors: { policy: OriginPolicy; origin: string },
+  cors: { policy: OriginPolicy; origin: string; head?: boolean },
   extraHeaders: Record<string, string> = {},
 ): void {
+  const text = JSON.stringify(body);
   res.cork(() => {
     res.writeStatus(status);
     writeCors(res, cors.policy, cors.origin);
     for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
     res.writeHeader('Content-Type', 'application/json');
     res.writeHeader('Cache-Control', 'no-store');
-    res.end(JSON.stringify(body));
+    // A response to HEAD ends with its headers (RFC 9112 §6.3): a body would be read by a
+    // keep-alive client as the next response. Its Content-Length is the GET's. (Written as a
+    // header: this uWS build aborts the process on endWithoutBody(length).)
+    if (cors.head === true) {
+      res.writeHeader('Content-Length', String(Buffer.byteLength(text)));
+      res.endWithoutBody();
+    } else {
+      res.end(text);
+    }
   });
 }
 

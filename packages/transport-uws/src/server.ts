@@ -107,18 +107,22 @@ export class UwsServer {
     const { app, deps, options } = this;
     const cors = options.apiCors;
 
-    app.get('/healthz', (res, req) => {
-      sendJson(res, '200 OK', { status: 'ok' }, { policy: cors, origin: req.getHeader('origin') });
-    });
-    app.get('/readyz', (res, req) => {
-      const ready = deps.lifecycle.isReady();
-      sendJson(
-        res,
-        ready ? '200 OK' : '503 Service Unavailable',
-        { status: ready ? 'ready' : 'not_ready', phase: deps.lifecycle.current },
-        { policy: cors, origin: req.getHeader('origin') },
-      );
-    });
+    // HEAD answers what GET would, without the body (RFC 9110 §9.3.2): probes and proxies use it.
+    for (const method of ['get', 'head'] as const) {
+      const head = method === 'head';
+      app[method]('/healthz', (res, req) => {
+        sendJson(res, '200 OK', { status: 'ok' }, { policy: cors, origin: req.getHeader('origin'), head });
+      });
+      app[method]('/readyz', (res, req) => {
+        const ready = deps.lifecycle.isReady();
+        sendJson(
+          res,
+          ready ? '200 OK' : '503 Service Unavailable',
+          { status: ready ? 'ready' : 'not_ready', phase: deps.lifecycle.current },
+          { policy: cors, origin: req.getHeader('origin'), head },
+        );
+      });
+    }
     app.options('/*', (res, req) => preflight(res, req, cors));
 
     for (const base of options.websocketPaths) {
@@ -163,6 +167,7 @@ export class UwsServer {
       sendJson(res, '404 Not Found', { error: 'not_found', message: 'No such endpoint' }, {
         policy: cors,
         origin: req.getHeader('origin'),
+        head: req.getMethod() === 'head',
       });
     });
   }

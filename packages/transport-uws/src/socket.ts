@@ -102,6 +102,10 @@ export class UwsConnection extends Connection {
     return ok;
   }
 
+  override keepAlive(): void {
+    this.ws?.ping();
+  }
+
   closeSocket(code: number, reason: string): void {
     const { ws } = this;
     if (ws === null) return;
