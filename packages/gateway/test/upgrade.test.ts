@@ -2,7 +2,7 @@ import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, open, startTestGateway, waitFor, type OpenClient, type TestGateway } from '@wsgw/testkit';
+import { connect, launchGateway, open, startTestGateway, waitFor, type OpenClient, type TestGateway } from '@wsgw/testkit';
 
 const ORIGIN = 'https://app.example';
 
@@ -313,4 +313,53 @@ describe('WebSocket upgrade behind a load balancer: WEBSOCKET_TRUSTED_PROXIES', 
       await gw.stop();
     }
   });
+});
+
+describe('WebSocket upgrade: http introspection that stalls (CONTRACT §4)', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    // The introspection service sends its 200 headers, then the body stalls (overloaded upstream).
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"user_id":');
+      });
+    });
+    base = await new Promise<string>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+    );
+  });
+  afterAll(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('an introspection body that times out is 503 unavailable, and does not lock the client address out (429)', async () => {
+    const gw = launchGateway({
+      SESSION_VALIDATOR: 'http',
+      SESSION_INTROSPECTION_URL: `${base}/introspect`,
+      SESSION_INTROSPECTION_TIMEOUT_MS: '200',
+      WEBSOCKET_SESSION_FAILURES_PER_MINUTE: '3',
+      SHUTDOWN_DRAIN_SECONDS: '0',
+    });
+    try {
+      const port = await gw.listening();
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await connect(`ws://127.0.0.1:${port}/api/ws/agent?session_token=good-token-${i}`);
+        if (r.opened) {
+          await r.client.close();
+          statuses.push(101);
+        } else statuses.push(r.rejected.status);
+      }
+      // Our backend was slow: every client gets 503. Before: 401 session_invalid, each counted by the
+      // failed-session throttle, so good clients were soon refused 429 too.
+      expect(statuses).toEqual([503, 503, 503, 503, 503]);
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exit;
+    }
+  }, 30_000);
 });

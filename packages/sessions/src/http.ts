@@ -5,10 +5,17 @@ export interface IntrospectionOptions {
   timeoutMs: number;
 }
 
+/** An introspection answer is a small JSON object; a body past this is refused unread. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** User ids become parts of Redis keys and log fields. */
+const MAX_USER_ID_LENGTH = 256;
+
 /**
- * Token introspection: POST `{"token": "..."}`; a 200 with `{"user_id": "..."}` is valid, any
- * other answer is not. An endpoint that cannot be reached (or times out) is our outage, so it
- * refuses with 503 rather than calling the client's token invalid.
+ * Token introspection: POST `{"token": "..."}`; a 200 with `{"user_id": "..."}` is valid, a
+ * refusal (a 4xx) is not. What says nothing about the token is our outage, refused with 503 rather
+ * than calling the client's token invalid (and counting it against the client's address): the
+ * endpoint unreachable or timing out (also while its body arrives), a 5xx, an overloaded 408 /
+ * 429, and a redirect, which is never followed (it would send the token to another URL).
  */
 export class HttpSessionValidator implements SessionValidator {
   readonly kind = 'http';
@@ -16,33 +23,75 @@ export class HttpSessionValidator implements SessionValidator {
   constructor(private readonly options: IntrospectionOptions) {}
 
   async validate(token: string): Promise<SessionResult> {
+    const signal = AbortSignal.timeout(this.options.timeoutMs);
     let res: Response;
     try {
       res = await fetch(this.options.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify({ token }),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        redirect: 'manual',
+        signal,
       });
     } catch (err) {
       throw new SessionBackendUnavailableError(`introspection unreachable: ${(err as Error).name}`);
     }
-    if (res.status >= 500) {
-      await res.body?.cancel();
-      throw new SessionBackendUnavailableError(`introspection answered ${res.status}`);
+    const { status } = res;
+    if (status >= 300 && status < 400) return this.outage(res, `introspection redirected (${status}); redirects are not followed`);
+    if (status >= 500 || status === 408 || status === 429) return this.outage(res, `introspection answered ${status}`);
+    if (status !== 200) {
+      await res.body?.cancel().catch(() => undefined);
+      return { valid: false, reason: `introspection_${status}` };
     }
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return { valid: false, reason: `introspection_${res.status}` };
-    }
+    const text = await readBounded(res);
+    if (text === undefined) return { valid: false, reason: 'introspection_bad_body' };
     let body: unknown;
     try {
-      body = await res.json();
+      body = JSON.parse(text);
     } catch {
       return { valid: false, reason: 'introspection_bad_body' };
     }
     const userId = (body as { user_id?: unknown } | null)?.user_id;
-    if (typeof userId !== 'string' || userId === '') return { valid: false, reason: 'introspection_no_user' };
+    if (typeof userId !== 'string' || userId === '' || userId.length > MAX_USER_ID_LENGTH) {
+      return { valid: false, reason: 'introspection_no_user' };
+    }
     return { valid: true, session: { userId } };
   }
+
+  private async outage(res: Response, why: string): Promise<never> {
+    await res.body?.cancel().catch(() => undefined);
+    throw new SessionBackendUnavailableError(why);
+  }
+}
+
+/**
+ * The body as text, read up to MAX_BODY_BYTES (undefined past it: refused, the rest not read).
+ * A body that stops coming (the timeout) or is cut is our outage, like an endpoint that does not
+ * answer at all.
+ */
+async function readBounded(res: Response): Promise<string | undefined> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > MAX_BODY_BYTES) {
+    await res.body?.cancel().catch(() => undefined);
+    return undefined;
+  }
+  const reader = res.body?.getReader();
+  if (reader === undefined) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel().catch(() => undefined);
+        return undefined;
+      }
+      chunks.push(value);
+    }
+  } catch (err) {
+    throw new SessionBackendUnavailableError(`introspection body not received: ${(err as Error).name}`);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
