@@ -7,13 +7,29 @@
 // `start` prints one JSON line (load balancer URL, Redis URL, replicas, log folder), writes it to
 // the state file too, and runs until SIGINT/SIGTERM, when it drains and stops every process it
 // started. `stop` signals the `start` process named in the state file, by its PID.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LocalCluster } from './cluster.js';
 
 const stateFile = process.env.WSGW_LOCAL_CLUSTER_STATE ?? join(tmpdir(), 'wsgw-local-cluster.json');
+
+/** The PID of the `start` process the state file names, if that process still runs this CLI. */
+function runningCluster(): number | undefined {
+  let pid: number;
+  try {
+    pid = (JSON.parse(readFileSync(stateFile, 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
+  try {
+    // A PID is reused once its process is gone: only one that still runs this CLI counts.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('local-cluster') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 async function start(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -34,6 +50,15 @@ async function start(args: string[]): Promise<void> {
   }
   const replicas = Number(values.replicas);
   if (!Number.isInteger(replicas) || replicas < 1) throw new Error('--replicas must be a whole number >= 1');
+  const other = runningCluster();
+  if (other !== undefined) throw new Error(`a cluster is already running (pid ${other}, ${stateFile}); stop it first`);
+  // A signal while starting stops what has started once it is up, instead of orphaning it.
+  let stopRequested = false;
+  let stop = (): void => {
+    stopRequested = true;
+  };
+  process.on('SIGINT', () => stop());
+  process.on('SIGTERM', () => stop());
   const cluster = await LocalCluster.start({
     replicas,
     env,
@@ -55,13 +80,13 @@ async function start(args: string[]): Promise<void> {
   writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(state)}\n`);
   let stopping = false;
-  const stop = () => {
+  stop = () => {
     if (stopping) return;
     stopping = true;
     cluster
       .stop()
       .then(() => {
-        rmSync(stateFile, { force: true });
+        if (runningCluster() === process.pid) rmSync(stateFile, { force: true });
         process.exit(0);
       })
       .catch((err: unknown) => {
@@ -69,18 +94,22 @@ async function start(args: string[]): Promise<void> {
         process.exit(1);
       });
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  if (stopRequested) stop();
 }
 
 async function stop(): Promise<void> {
-  let state: { pid: number };
-  try {
-    state = JSON.parse(readFileSync(stateFile, 'utf8')) as { pid: number };
-  } catch {
+  if (!existsSync(stateFile)) {
     process.stderr.write(`local-cluster: no running cluster (${stateFile} not found)\n`);
     process.exit(1);
   }
+  const pid = runningCluster();
+  if (pid === undefined) {
+    // Its process died (killed, machine restarted) without removing the file.
+    rmSync(stateFile, { force: true });
+    process.stderr.write(`local-cluster: no running cluster (stale ${stateFile} removed)\n`);
+    return;
+  }
+  const state = { pid };
   process.kill(state.pid, 'SIGTERM');
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {

@@ -47,6 +47,9 @@ export function spawnManaged(name: string, command: string, args: readonly strin
   const fd = openSync(options.logFile, 'a');
   const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', fd, fd] });
   closeSync(fd);
+  // A command that is not there fails with an 'error' event a tick later: without a listener from
+  // the start, that event would kill this process while the caller cleans up after the throw below.
+  child.once('error', () => {});
   if (child.pid === undefined) {
     throw new Error(`${name}: could not start ${command} (is it installed and on PATH?)`);
   }
