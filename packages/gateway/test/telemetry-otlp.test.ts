@@ -333,7 +333,11 @@ describe('telemetry switches', () => {
 });
 
 describe('metric attributes a client chooses stay low-cardinality (CONTRACT §7)', () => {
-  it('agent types no agent serves do not use up the agent_type series: echo is still reported as echo', async () => {
+  /**
+   * A gateway exporting to a receiver of its own: `talk` uses one socket, then the
+   * websocket.message.received points, once `exported` holds and one more export has landed.
+   */
+  async function receivedPoints(token: string, talk: (client: OpenClient) => Promise<void>, exported: (receiver: OtlpReceiver) => boolean) {
     const receiver = await OtlpReceiver.start();
     const gw = run({
       ...otelEnv(receiver, { OTEL_TRACES_SAMPLER: 'always_off' }),
@@ -342,78 +346,66 @@ describe('metric attributes a client chooses stay low-cardinality (CONTRACT §7)
     });
     try {
       const port = await gw.listening();
-      const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=junk-sender`);
-      // One unauthenticated-looking dev client invents agent types (and pillars): every one is
-      // refused with agent_unavailable, no agent exists for any of them.
-      for (let i = 0; i < 250; i++) {
-        client.send({ agent_type: `no-such-agent-${i}`, message: 'x', id: `j${i}`, pillar: `p-${i}` });
-      }
-      for (let i = 0; i < 250; i++) {
-        expect(await client.next()).toMatchObject({ type: 'error', code: 'agent_unavailable' });
-      }
-      // Then real traffic to the agent that exists.
-      client.send({ agent_type: 'echo', message: 'Hello', id: 'real' });
-      expect(await client.next()).toMatchObject({ type: 'response', in_reply_to: 'real' });
+      const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=${token}`);
+      await talk(client);
       await client.close();
-
-      await receiver.waitFor(
-        () =>
-          receiver
-            .metrics()
-            .filter((p) => p.metric === 'websocket.message.received')
-            .reduce((n, p) => Math.max(n, p.value), 0) > 0 &&
-          receiver.metrics().some((p) => p.metric === 'websocket.message.reply_latency'),
-        20_000,
-        'message.received points',
-      );
+      await receiver.waitFor(() => exported(receiver), 20_000, 'message.received points');
       // Let one more export land so the last counts are in.
       await new Promise((r) => setTimeout(r, 700));
-      const received = receiver.metrics().filter((p) => p.metric === 'websocket.message.received');
-      // The operator's dashboard ("message rate by agent_type") must still see echo's traffic.
-      expect(received.some((p) => p.attributes['agent_type'] === 'echo')).toBe(true);
-      // And made-up agent types never become series of their own.
-      const series = new Set(received.map((p) => String(p.attributes['agent_type'])));
-      expect([...series].filter((s) => s.startsWith('no-such-agent-'))).toEqual([]);
+      return receiver.metrics().filter((p) => p.metric === 'websocket.message.received');
     } finally {
       if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
       await gw.exit;
       await receiver.close();
     }
+  }
+
+  it('agent types no agent serves do not use up the agent_type series: echo is still reported as echo', async () => {
+    const received = await receivedPoints(
+      'junk-sender',
+      async (client) => {
+        // One unauthenticated-looking dev client invents agent types (and pillars): every one is
+        // refused with agent_unavailable, no agent exists for any of them.
+        for (let i = 0; i < 250; i++) {
+          client.send({ agent_type: `no-such-agent-${i}`, message: 'x', id: `j${i}`, pillar: `p-${i}` });
+        }
+        for (let i = 0; i < 250; i++) {
+          expect(await client.next()).toMatchObject({ type: 'error', code: 'agent_unavailable' });
+        }
+        // Then real traffic to the agent that exists.
+        client.send({ agent_type: 'echo', message: 'Hello', id: 'real' });
+        expect(await client.next()).toMatchObject({ type: 'response', in_reply_to: 'real' });
+      },
+      (receiver) =>
+        receiver
+          .metrics()
+          .filter((p) => p.metric === 'websocket.message.received')
+          .reduce((n, p) => Math.max(n, p.value), 0) > 0 &&
+        receiver.metrics().some((p) => p.metric === 'websocket.message.reply_latency'),
+    );
+    // The operator's dashboard ("message rate by agent_type") must still see echo's traffic.
+    expect(received.some((p) => p.attributes['agent_type'] === 'echo')).toBe(true);
+    // And made-up agent types never become series of their own.
+    const series = new Set(received.map((p) => String(p.attributes['agent_type'])));
+    expect([...series].filter((s) => s.startsWith('no-such-agent-'))).toEqual([]);
   }, 60_000);
 
   it('pillar strings a client invents on a real agent type do not turn that agent type into `other`', async () => {
-    const receiver = await OtlpReceiver.start();
-    const gw = run({
-      ...otelEnv(receiver, { OTEL_TRACES_SAMPLER: 'always_off' }),
-      WEBSOCKET_MAX_MESSAGES_PER_SECOND: '10000',
-      WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '100000',
-    });
-    try {
-      const port = await gw.listening();
-      const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=pillar-sender`);
-      // Any string of up to 256 characters is a valid pillar: a client can put anything there.
-      for (let i = 0; i < 250; i++) client.send({ agent_type: 'echo', message: 'x', id: `p${i}`, pillar: `user-${i}@example.com` });
-      for (let i = 0; i < 250; i++) expect(await client.next()).toMatchObject({ type: 'response' });
-      client.send({ agent_type: 'echo', message: 'Hello', id: 'plain' });
-      expect(await client.next()).toMatchObject({ type: 'response', in_reply_to: 'plain' });
-      await client.close();
-
-      await receiver.waitFor(
-        () => receiver.metrics().some((p) => p.metric === 'websocket.message.received'),
-        20_000,
-        'message.received points',
-      );
-      await new Promise((r) => setTimeout(r, 700));
-      const received = receiver.metrics().filter((p) => p.metric === 'websocket.message.received');
-      // Every one of these 251 messages went to echo: none of them may be counted as agent_type `other`.
-      expect(received.filter((p) => p.attributes['agent_type'] !== 'echo').map((p) => p.attributes)).toEqual([]);
-      // And the pillar attribute does not carry one series per client-chosen string.
-      const pillars = new Set(received.map((p) => String(p.attributes['pillar'])));
-      expect(pillars.size).toBeLessThan(50);
-    } finally {
-      if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
-      await gw.exit;
-      await receiver.close();
-    }
+    const received = await receivedPoints(
+      'pillar-sender',
+      async (client) => {
+        // Any string of up to 256 characters is a valid pillar: a client can put anything there.
+        for (let i = 0; i < 250; i++) client.send({ agent_type: 'echo', message: 'x', id: `p${i}`, pillar: `user-${i}@example.com` });
+        for (let i = 0; i < 250; i++) expect(await client.next()).toMatchObject({ type: 'response' });
+        client.send({ agent_type: 'echo', message: 'Hello', id: 'plain' });
+        expect(await client.next()).toMatchObject({ type: 'response', in_reply_to: 'plain' });
+      },
+      (receiver) => receiver.metrics().some((p) => p.metric === 'websocket.message.received'),
+    );
+    // Every one of these 251 messages went to echo: none of them may be counted as agent_type `other`.
+    expect(received.filter((p) => p.attributes['agent_type'] !== 'echo').map((p) => p.attributes)).toEqual([]);
+    // And the pillar attribute does not carry one series per client-chosen string.
+    const pillars = new Set(received.map((p) => String(p.attributes['pillar'])));
+    expect(pillars.size).toBeLessThan(50);
   }, 60_000);
 });

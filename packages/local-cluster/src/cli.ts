@@ -109,18 +109,17 @@ async function stop(): Promise<void> {
     process.stderr.write(`local-cluster: no running cluster (stale ${stateFile} removed)\n`);
     return;
   }
-  const state = { pid };
-  process.kill(state.pid, 'SIGTERM');
+  process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     try {
-      process.kill(state.pid, 0);
+      process.kill(pid, 0);
     } catch {
       return;
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`local-cluster: process ${state.pid} still running after 60 s`);
+  throw new Error(`local-cluster: process ${pid} still running after 60 s`);
 }
 
 const [command, ...rest] = process.argv.slice(2);

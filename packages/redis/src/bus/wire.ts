@@ -80,30 +80,21 @@ export interface WireReply extends AgentReply {
 export const REPLIES_FIELD = 'replies';
 
 /**
- * One reply-stream entry's value: the replies in the order they were produced. A reply whose
- * message has no JSON form (a BigInt, a cycle) is left out rather than failing the batch: a batch
- * that cannot be written would hold up every reply queued behind it. (Workers drop such replies
- * before queueing them, with a log line.)
+ * One reply-stream entry's value: the replies in the order they were produced. Every message must
+ * have a JSON form: workers drop one that has none before queueing it (AgentWorker, with a log
+ * line), since a batch that cannot be written would hold up every reply queued behind it.
  */
 export function encodeReplies(replies: readonly WireReply[]): string {
-  const items: string[] = [];
-  for (const r of replies) {
-    try {
-      items.push(
-        JSON.stringify({
-          request_id: r.requestId,
-          connection_id: r.connectionId,
-          kind: r.kind,
-          message: r.message,
-          done: r.done === true,
-          seq: r.seq,
-        }),
-      );
-    } catch {
-      // Left out: see above.
-    }
-  }
-  return `[${items.join(',')}]`;
+  return JSON.stringify(
+    replies.map((r) => ({
+      request_id: r.requestId,
+      connection_id: r.connectionId,
+      kind: r.kind,
+      message: r.message,
+      done: r.done === true,
+      seq: r.seq,
+    })),
+  );
 }
 
 /** The replies of one reply-stream entry; undefined when it is not one (never throws). */
