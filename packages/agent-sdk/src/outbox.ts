@@ -9,19 +9,25 @@ import type { AgentStreams, OutgoingReply } from '@wsgw/redis';
 export class Outbox {
   private readonly replies: OutgoingReply[] = [];
   private readonly settles: string[] = [];
+  /** Given up, not answered: settled only while this worker still holds them. */
+  private readonly dropped: string[] = [];
+  /** Entries queued or being written to settle: not to be taken back meanwhile. */
+  private readonly settling = new Set<string>();
   private scheduled = false;
   private flushing: Promise<void> | undefined;
 
   /**
+   * @param consumer this worker's consumer name
    * @param recover called with a failed write; should pause (the batch is retried after it)
    */
   constructor(
     private readonly streams: AgentStreams,
+    private readonly consumer: string,
     private readonly recover: (err: unknown, what: string) => Promise<void>,
   ) {}
 
   get empty(): boolean {
-    return this.replies.length === 0 && this.settles.length === 0 && !this.flushing;
+    return this.replies.length === 0 && this.settles.length === 0 && this.dropped.length === 0 && !this.flushing;
   }
 
   send(reply: OutgoingReply): void {
@@ -31,7 +37,20 @@ export class Outbox {
 
   settle(entryId: string): void {
     this.settles.push(entryId);
+    this.settling.add(entryId);
     this.schedule();
+  }
+
+  /** Settles a request this worker gives up on, unless another worker has taken it over. */
+  giveUp(entryId: string): void {
+    this.dropped.push(entryId);
+    this.settling.add(entryId);
+    this.schedule();
+  }
+
+  /** Whether `entryId` is answered or given up and not settled yet: not to be taken back meanwhile. */
+  isSettling(entryId: string): boolean {
+    return this.settling.has(entryId);
   }
 
   /** Waits until everything queued is written, or the deadline passes (Redis away at shutdown). */
@@ -50,7 +69,7 @@ export class Outbox {
       this.scheduled = false;
       this.flushing ??= this.flush().finally(() => {
         this.flushing = undefined;
-        if (this.replies.length > 0 || this.settles.length > 0) this.schedule();
+        if (!this.empty) this.schedule();
       });
     });
   }
@@ -62,18 +81,24 @@ export class Outbox {
   private async flush(): Promise<void> {
     const replies = this.replies.splice(0);
     const settles = this.settles.splice(0);
+    const dropped = this.dropped.splice(0);
     try {
       await this.streams.sendReplies(replies);
     } catch (err) {
       this.replies.unshift(...replies);
       this.settles.unshift(...settles);
+      this.dropped.unshift(...dropped);
       await this.recover(err, 'writing replies failed');
       return;
     }
     try {
       await this.streams.settle(settles);
+      await this.streams.settle(dropped, this.consumer);
+      for (const id of settles) this.settling.delete(id);
+      for (const id of dropped) this.settling.delete(id);
     } catch (err) {
       this.settles.unshift(...settles);
+      this.dropped.unshift(...dropped);
       await this.recover(err, 'acknowledging requests failed');
     }
   }

@@ -110,7 +110,7 @@ export class AgentWorker {
       keys: redisKeys(options.keyPrefix ?? 'wsgw:'),
       agentType: this.agentType,
     });
-    this.outbox = new Outbox(this.streams, (err, what) => this.recover(err, what));
+    this.outbox = new Outbox(this.streams, this.workerId, (err, what) => this.recover(err, what));
   }
 
   /** Requests being handled right now. */
@@ -211,8 +211,10 @@ export class AgentWorker {
       let released = 0;
       for (const job of this.jobs.values()) if (job.released) released++;
       // Entries under this worker's own name that it is not working on were read by an earlier
-      // run with the same AGENT_WORKER_ID, or by a read whose reply was lost: take them back too.
-      const deliveries = await this.streams.claim(this.workerId, this.claimIdleMs, free + released, (id) => this.jobs.has(id));
+      // run with the same AGENT_WORKER_ID, or by a read whose reply was lost: take them back too
+      // (not those it has just answered or given up on, whose settling is on its way).
+      const busy = (id: string) => this.jobs.has(id) || this.outbox.isSettling(id);
+      const deliveries = await this.streams.claim(this.workerId, this.claimIdleMs, free + released, busy);
       if (deliveries.length > 0) this.log.warn({ count: deliveries.length }, 'took over requests a dead or hung worker left');
       for (const delivery of deliveries) {
         // A request that every worker that took it failed to answer would go round forever.
@@ -317,7 +319,10 @@ export class AgentWorker {
       { request_id: job.request.requestId, silent_ms: Date.now() - job.lastOutputAt },
       'agent handler hung; giving up on its request',
     );
-    this.finish(entryId);
+    // Released long ago: another worker may hold it now, and its answer must not be cut off.
+    this.jobs.delete(entryId);
+    this.outbox.giveUp(entryId);
+    this.wakeReaders();
   }
 
   private finish(entryId: string): void {

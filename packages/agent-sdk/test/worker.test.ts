@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentHandler, AgentReply, AgentRequest, Logger } from '@wsgw/core';
 import { AgentWorker } from '@wsgw/agent-sdk';
-import { AgentStreams, connectRedis, createRedisClient, RedisAgentBus, redisKeys, type RedisKeys } from '@wsgw/redis';
+import { AGENT_GROUP, AgentStreams, connectRedis, createRedisClient, RedisAgentBus, redisKeys, type RedisKeys } from '@wsgw/redis';
 import { findRedis, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
@@ -232,6 +232,59 @@ describe('AgentWorker with a real Redis', () => {
     await waitFor(() => replies.length === 1, 10_000);
     expect(replies[0]).toMatchObject({ requestId: 'q1', kind: 'response', message: 'rescued m1' });
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('gives up a request its handler hangs on and nobody took over: settled, the stream is empty', async () => {
+    fresh('w-give-up');
+    const { bus, client } = await gatewayBus('r1');
+    let calls = 0;
+    await startWorker('stuck', () => {
+      calls++;
+      return new Promise<unknown>(() => {});
+    }, { heartbeatMs: 200, claimIdleMs: 600, handlerSilenceMs: 300, handlerIdleTimeoutMs: 1000, shutdownGraceMs: 100 });
+    await bus.publish(req(1, 'stuck'));
+    await waitFor(async () => (await client.xlen(keys.agentRequests('stuck'))) === 0, 5000);
+    expect(calls).toBe(1);
+  });
+
+  it('gives up a hung request without settling it when another worker has taken it over meanwhile', async () => {
+    fresh('w-abandon');
+    const { bus, replies, client } = await gatewayBus('r1');
+    const given: string[] = [];
+    const noting: Logger = {
+      ...silent,
+      error(_obj, msg) {
+        if (msg) given.push(msg);
+      },
+      child: () => noting,
+    };
+    const hang = { heartbeatMs: 200, claimIdleMs: 600, shutdownGraceMs: 100 };
+    // A: silent after 300 ms (released, so B takes it over), gives up at 3 s.
+    let aCalls = 0;
+    const a = await startWorker('slow', () => {
+      aCalls++;
+      return new Promise<unknown>(() => {});
+    }, { ...hang, workerId: 'a', handlerSilenceMs: 300, handlerIdleTimeoutMs: 3000, log: noting });
+    await bus.publish(req(1, 'slow'));
+    await waitFor(() => aCalls === 1);
+    // B takes it over and is still working on it (it renews it) when A gives up.
+    let bCalls = 0;
+    const b = await startWorker('slow', () => {
+      bCalls++;
+      return new Promise<unknown>(() => {});
+    }, { ...hang, workerId: 'b', handlerSilenceMs: 60_000, handlerIdleTimeoutMs: 120_000 });
+    await waitFor(() => bCalls === 1, 5000);
+    await waitFor(() => given.includes('agent handler hung; giving up on its request'), 5000);
+    await new Promise((res) => setTimeout(res, 300));
+    // Before: A's give-up acknowledged and deleted the entry B holds; had B died, it was lost.
+    const pending = (await client.xpending(keys.agentRequests('slow'), AGENT_GROUP, '-', '+', 10)) as Array<[string, string]>;
+    expect(pending.map(([, owner]) => owner)).toEqual(['b']);
+    // B dies (stops without answering); a third worker answers the request.
+    await a.stop();
+    await b.stop();
+    await startWorker('slow', async (r) => `rescued ${r.message}`, { ...hang, workerId: 'c' });
+    await waitFor(() => replies.length === 1, 5000);
+    expect(replies[0]).toMatchObject({ requestId: 'q1', kind: 'response', message: 'rescued m1' });
   });
 
   it('drops a request that no worker answers after too many takeovers', async () => {

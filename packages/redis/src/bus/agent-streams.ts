@@ -166,12 +166,16 @@ export class AgentStreams {
     await Promise.all(writes);
   }
 
-  /** Acknowledges answered entries and deletes them, which keeps the stream as short as its queue. */
-  async settle(entryIds: readonly string[]): Promise<void> {
+  /**
+   * Acknowledges answered entries and deletes them, which keeps the stream as short as its queue.
+   * With `holder`, only the entries that consumer still holds: a worker giving up a request must
+   * not settle it under another worker that took it over meanwhile.
+   */
+  async settle(entryIds: readonly string[], holder = ''): Promise<void> {
     if (entryIds.length === 0) return;
     // Unpack in Lua is bounded by its stack; settle very large batches in slices.
     for (let i = 0; i < entryIds.length; i += 1000) {
-      await this.client.wsgwAgentSettle(this.requestsKey, AGENT_GROUP, ...entryIds.slice(i, i + 1000));
+      await this.client.wsgwAgentSettle(this.requestsKey, AGENT_GROUP, holder, ...entryIds.slice(i, i + 1000));
     }
   }
 

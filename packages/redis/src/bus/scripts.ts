@@ -13,7 +13,7 @@ declare module 'ioredis' {
       ...batch: Array<string | number>
     ): Result<string[], Context>;
     /** See src/lua/agent_settle.lua. */
-    wsgwAgentSettle(requests: string, group: string, ...entryIds: string[]): Result<number, Context>;
+    wsgwAgentSettle(requests: string, group: string, holder: string, ...entryIds: string[]): Result<number, Context>;
     /** See src/lua/agent_heartbeat.lua. */
     wsgwAgentHeartbeat(
       workers: string,
