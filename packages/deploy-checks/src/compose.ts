@@ -27,6 +27,10 @@ export function checkHaproxyConfig(repo: string): string[] {
   // The gateways' WEBSOCKET_TRUSTED_PROXIES relies on it; `if-none` would pass a client's own header on.
   if (!has(/^option forwardfor\b/)) problems.push(`${HAPROXY_CONFIG}: no 'option forwardfor': the gateway cannot tell clients apart (X-Forwarded-For)`);
   else if (has(/^option forwardfor\b.*\bif-none\b/)) problems.push(`${HAPROXY_CONFIG}: 'option forwardfor if-none' forwards a client's own X-Forwarded-For unchecked`);
+  // Browsers send the session token in the upgrade's query string (CONTRACT §7: never in a log).
+  if (has(/^option httplog\b/) || has(/^log-format\b.*%(\{[^}]*\})?(r|HU|HQ)\b/)) {
+    problems.push(`${HAPROXY_CONFIG}: the access log has the request's query string, where browsers send the session token (log %HM %HP %HV, not %r/%HU/%HQ or 'option httplog')`);
+  }
 
   // The config HAProxy would run, checked by HAProxy itself where it is installed.
   const probe = spawnSync('haproxy', ['-v'], { encoding: 'utf8' });

@@ -192,4 +192,13 @@ describe('the client address behind a proxy (WEBSOCKET_TRUSTED_PROXIES)', () => 
     const ifNone = infraWith({ haproxy: (t) => t.replace(/^(\s*option forwardfor)\s*$/m, '$1 if-none') });
     expect(checkHaproxyConfig(ifNone)).toEqual([expect.stringContaining('if-none')]);
   });
+
+  it('an HAProxy access log with the query string (where browsers send the session token) is reported', () => {
+    const httplog = infraWith({ haproxy: (t) => t.replace(/^\s*log-format .*$/m, '    option httplog') });
+    expect(checkHaproxyConfig(httplog)).toEqual([expect.stringContaining('query string')]);
+    for (const field of ['%r', '%{+Q}r', '%HU', '%HQ']) {
+      const logged = infraWith({ haproxy: (t) => t.replace(/%HM %HP %HV/, field) });
+      expect(checkHaproxyConfig(logged), field).toEqual([expect.stringContaining('query string')]);
+    }
+  });
 });
