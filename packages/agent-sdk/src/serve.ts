@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import type { AgentHandler, Logger } from '@wsgw/core';
-import { LOG_REDACT_PATHS, startTelemetry, traceFields } from '@wsgw/telemetry';
+import { LOG_REDACT_PATHS, serializeError, startTelemetry, traceFields } from '@wsgw/telemetry';
 import { AgentWorker, defaultWorkerId, type AgentWorkerOptions } from './worker.js';
 
 export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handler'>> & {
@@ -88,7 +88,7 @@ export function createWorkerLogger(level = 'info'): Logger {
     redact: { paths: LOG_REDACT_PATHS, remove: true },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    serializers: { err: pino.stdSerializers.err },
+    serializers: { err: serializeError },
     // trace_id / span_id inside a request's span, as in the gateway's lines.
     mixin: traceFields,
   });

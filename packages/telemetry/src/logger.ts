@@ -12,8 +12,7 @@ export interface LoggerOptions {
 /**
  * Any field that could carry a session token or a password is removed before a line is written;
  * security events carry `token_hash` (a short SHA-256 prefix) instead. Defence in depth: code never
- * logs tokens. ioredis puts the failed command on its errors (`err.command`: name and arguments),
- * which would carry the Redis password of an AUTH, or a session key (`session:<token>`).
+ * logs tokens. Errors go through `serializeError`, which removes what ioredis attaches to them.
  */
 export const LOG_REDACT_PATHS = [
   'token',
@@ -26,9 +25,31 @@ export const LOG_REDACT_PATHS = [
   '*.session_token',
   '*.authorization',
   '*.password',
-  'err.command',
-  'err.cause.command',
 ];
+
+/** Keys never written from inside an error, at any depth (see `serializeError`). */
+const SECRET_ERROR_KEYS = new Set(['command', 'password', 'token', 'session_token', 'authorization', 'headers']);
+
+/**
+ * pino's error serializer, then a copy without secret-bearing keys at any depth. ioredis nests the
+ * error with the failed command (an AUTH's password, a `session:<token>` key) in places a fixed
+ * redact path cannot list: `err.command`, `err.cause.command`, a Cluster's
+ * `err.lastNodeError.command`, errors inside arrays...
+ */
+export function serializeError(err: unknown): unknown {
+  return scrub(pino.stdSerializers.err(err as Error), 0);
+}
+
+function scrub(value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 8) return '[nested too deep]';
+  if (Array.isArray(value)) return value.map((item) => scrub(item, depth + 1));
+  const copy: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    if (!SECRET_ERROR_KEYS.has(key.toLowerCase())) copy[key] = scrub(inner, depth + 1);
+  }
+  return copy;
+}
 
 
 /**
@@ -52,7 +73,7 @@ export function createLogger(options: LoggerOptions): PinoLogger {
       redact: { paths: LOG_REDACT_PATHS, remove: true },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      serializers: { err: pino.stdSerializers.err },
+      serializers: { err: serializeError },
       mixin: traceFields,
     },
     options.destination ?? pino.destination({ sync: false }),
