@@ -84,12 +84,17 @@ export interface AbortFlag {
   readonly aborted: boolean;
 }
 
+const OUTAGE_LOG_MS = 10_000;
+
 /**
  * Runs the checks of CONTRACT §4 in their order: origin -> session -> draining -> unavailable
  * -> global limit -> user limit. The slot is checked and taken in one atomic step by the leases.
  */
 export class UpgradeAdmission {
   private readonly connectionIds = new IdSource();
+  /** Session backend outages: one warning per OUTAGE_LOG_MS, with how many refusals it stands for. */
+  private outageLoggedAt = -Infinity;
+  private outageRefusals = 0;
 
   constructor(private readonly deps: AdmissionDeps) {}
 
@@ -181,6 +186,8 @@ export class UpgradeAdmission {
       } catch (err) {
         if (!(err instanceof SessionBackendUnavailableError)) {
           deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
+        } else {
+          this.logOutage(err);
         }
         if (abort.aborted) return this.aborted(span);
         // CONTRACT §4 puts draining before unavailable: a replica going away says so first.
@@ -253,6 +260,19 @@ export class UpgradeAdmission {
   }
 
   /** Every answer of `check` goes through here: the outcome on the span, which then ends. */
+  /** Every upgrade is refused 503 while the session backend is out: operators must hear why. */
+  private logOutage(err: SessionBackendUnavailableError): void {
+    this.outageRefusals++;
+    const now = Date.now();
+    if (now - this.outageLoggedAt < OUTAGE_LOG_MS) return;
+    this.outageLoggedAt = now;
+    this.deps.log.warn(
+      { reason: err.message, validator: this.deps.sessions.kind, refused: this.outageRefusals },
+      'session backend unavailable; upgrades refused with 503 unavailable',
+    );
+    this.outageRefusals = 0;
+  }
+
   private settle(span: Span, admission: Admission): Admission {
     if (span.isRecording()) recordOutcome(span, admission);
     if (admission.admitted) admission.ticket.traceContext = span.spanContext();

@@ -115,6 +115,27 @@ describe('UpgradeAdmission: the checks of CONTRACT §4, in order', () => {
     expect(await admission.admit(req(), live)).toMatchObject({ rejection: { status: 503, code } });
   });
 
+  it('a session backend outage is logged (why every upgrade gets 503), once per burst, never per upgrade', async () => {
+    const { SessionBackendUnavailableError } = await import('@wsgw/core');
+    const log = new RecordingLogger();
+    const admission = new UpgradeAdmission({
+      origins: OriginPolicy.fromList(['*']),
+      sessions: new FakeSessions(async () => {
+        throw new SessionBackendUnavailableError('introspection answered 502');
+      }),
+      leases: new FakeLeases(),
+      isDraining: () => false,
+      isUnavailable: () => false,
+      metrics: noopMetrics,
+      log,
+    });
+    for (let i = 0; i < 5; i++) expect(await admission.admit(req(), live)).toMatchObject({ rejection: { status: 503, code: 'unavailable' } });
+    // Before: no line at any level said why.
+    const warnings = log.lines.filter((l) => l.level === 'warn' && l.msg?.startsWith('session backend unavailable'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.obj).toMatchObject({ reason: 'introspection answered 502', validator: 'fake', refused: 1 });
+  });
+
   it('a client that leaves during the checks holds no slot', async () => {
     const log = new RecordingLogger();
     const leases = new FakeLeases();

@@ -1,4 +1,5 @@
 import { SessionBackendUnavailableError, type SessionResult, type SessionValidator } from '@wsgw/core';
+import { splitCredentials } from './url-credentials.js';
 
 export interface IntrospectionOptions {
   url: string;
@@ -19,16 +20,24 @@ const MAX_USER_ID_LENGTH = 256;
  */
 export class HttpSessionValidator implements SessionValidator {
   readonly kind = 'http';
+  private readonly url: URL;
+  private readonly headers: Record<string, string>;
 
-  constructor(private readonly options: IntrospectionOptions) {}
+  constructor(private readonly options: IntrospectionOptions) {
+    // Credentials in the URL are the endpoint's HTTP Basic client authentication.
+    const { url, authorization } = splitCredentials(options.url);
+    this.url = url;
+    this.headers = { 'content-type': 'application/json', accept: 'application/json' };
+    if (authorization) this.headers['authorization'] = authorization;
+  }
 
   async validate(token: string): Promise<SessionResult> {
     const signal = AbortSignal.timeout(this.options.timeoutMs);
     let res: Response;
     try {
-      res = await fetch(this.options.url, {
+      res = await fetch(this.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        headers: this.headers,
         body: JSON.stringify({ token }),
         redirect: 'manual',
         signal,

@@ -6,6 +6,7 @@ import {
   type JWTVerifyOptions,
 } from 'jose';
 import { SessionBackendUnavailableError, type SessionResult, type SessionValidator } from '@wsgw/core';
+import { errorKind, splitCredentials } from './url-credentials.js';
 
 export interface JwtOptions {
   /** HS256 shared secret. */
@@ -26,11 +27,14 @@ export class JwtSessionValidator implements SessionValidator {
 
   constructor(options: JwtOptions) {
     if (options.jwksUrl) {
+      // Credentials in the URL are sent as HTTP Basic authentication.
+      const { url, authorization } = splitCredentials(options.jwksUrl);
       this.key = keysOrUnavailable(
-        createRemoteJWKSet(new URL(options.jwksUrl), {
+        createRemoteJWKSet(url, {
           timeoutDuration: 3000,
           cooldownDuration: 30_000,
           cacheMaxAge: 10 * 60_000,
+          ...(authorization ? { headers: { authorization } } : {}),
         }),
       );
       this.verifyOptions = { algorithms: ['RS256', 'ES256'] };
@@ -60,7 +64,7 @@ export class JwtSessionValidator implements SessionValidator {
       if (err instanceof joseErrors.JOSEError) return { valid: false, reason: err.code };
       if (err instanceof TypeError || (err instanceof Error && /fetch|network|ECONN/i.test(err.message))) {
         // jose says TypeError when a key we gave it does not fit (an RSA key under 2048 bits): ours.
-        throw new SessionBackendUnavailableError(`JWKS unavailable: ${err.message}`);
+        throw new SessionBackendUnavailableError(`JWKS unavailable: ${errorKind(err)}`);
       }
       return { valid: false, reason: 'malformed' };
     }
@@ -80,7 +84,9 @@ function keysOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
       return await remote(header, token);
     } catch (err) {
       if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) throw err;
-      throw new SessionBackendUnavailableError(`JWKS unavailable: ${(err as Error).message}`, { cause: err });
+      // jose's own messages are fixed texts; anything else (fetch's) may quote the URL.
+      const why = err instanceof joseErrors.JOSEError ? err.message : errorKind(err);
+      throw new SessionBackendUnavailableError(`JWKS unavailable: ${why}`, { cause: err });
     }
   };
 }

@@ -92,6 +92,7 @@ describe('jwt validator, JWKS (RS256 and ES256)', () => {
   let server: Server;
   let url: string;
   let fetches = 0;
+  const jwksAuthorizations: string[] = [];
   const keys: JWK[] = [];
   let rsa: CryptoKey;
   let ec: CryptoKey;
@@ -103,8 +104,9 @@ describe('jwt validator, JWKS (RS256 and ES256)', () => {
     ec = e.privateKey as CryptoKey;
     keys.push({ ...(await exportJWK(r.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' });
     keys.push({ ...(await exportJWK(e.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' });
-    server = createServer((_req, res) => {
+    server = createServer((req, res) => {
       fetches++;
+      jwksAuthorizations.push(req.headers.authorization ?? '');
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ keys }));
     });
@@ -121,6 +123,23 @@ describe('jwt validator, JWKS (RS256 and ES256)', () => {
     const before = fetches;
     for (let i = 0; i < 5; i++) await v.validate(t1);
     expect(fetches).toBe(before);
+  });
+
+  it('a JWKS URL with credentials sends them as HTTP Basic; an outage\'s message never quotes them', async () => {
+    // Before: fetch refused the URL (every token 503) and its message, URL and password, reached spans.
+    const withCredentials = url.replace('http://', 'http://keys-client:p%40ss-w0rd@');
+    const v = new JwtSessionValidator({ jwksUrl: withCredentials });
+    const t = await new SignJWT({ sub: 'rsa-user' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa);
+    expect(await v.validate(t)).toEqual({ valid: true, session: { userId: 'rsa-user' } });
+    expect(jwksAuthorizations.at(-1)).toBe(`Basic ${Buffer.from('keys-client:p@ss-w0rd').toString('base64')}`);
+
+    const dead = createServer();
+    const deadUrl = await listen(dead);
+    await new Promise<void>((r) => dead.close(() => r()));
+    const down = new JwtSessionValidator({ jwksUrl: `${deadUrl.replace('http://', 'http://keys-client:p%40ss-w0rd@')}/jwks.json` });
+    const failure = await down.validate(t).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(SessionBackendUnavailableError);
+    expect((failure as Error).message).not.toMatch(/ss-w0rd|keys-client|127\.0\.0\.1/);
   });
 
   it('refuses HS256 when configured for JWKS (algorithm confusion)', async () => {
@@ -199,6 +218,7 @@ describe('http introspection validator', () => {
   let server: Server;
   let base: string;
   const seen: string[] = [];
+  const introspectionAuthorizations: string[] = [];
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -206,6 +226,7 @@ describe('http introspection validator', () => {
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         seen.push(body);
+        introspectionAuthorizations.push(req.headers.authorization ?? '');
         const token = (JSON.parse(body) as { token: string }).token;
         if (token === 'good') res.end(JSON.stringify({ user_id: 'u-42' }));
         else if (token === 'nouser') res.end(JSON.stringify({ active: true }));
@@ -231,6 +252,13 @@ describe('http introspection validator', () => {
     const v = new HttpSessionValidator({ url: `${base}/introspect`, timeoutMs: 1000 });
     expect(await v.validate('good')).toEqual({ valid: true, session: { userId: 'u-42' } });
     expect(seen).toContain('{"token":"good"}');
+  });
+
+  it('a URL with credentials sends them as HTTP Basic (RFC 7662 client authentication)', async () => {
+    // Before: fetch refused the URL, so every upgrade was refused 503 with nothing in any log.
+    const v = new HttpSessionValidator({ url: `${base.replace('http://', 'http://gateway:s3cr%3At@')}/introspect`, timeoutMs: 1000 });
+    expect(await v.validate('good')).toEqual({ valid: true, session: { userId: 'u-42' } });
+    expect(introspectionAuthorizations.at(-1)).toBe(`Basic ${Buffer.from('gateway:s3cr:t').toString('base64')}`);
   });
 
   it.each(['bad', 'nouser', 'notjson'])('anything else is invalid (%s)', async (token) => {
