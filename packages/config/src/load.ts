@@ -126,7 +126,9 @@ const schema = z.object({
   SHUTDOWN_DRAIN_SECONDS: int(0, 3600),
   AGENT_REPLY_TIMEOUT_SECONDS: int(1, 3600),
   REDIS_URL: redisUrl,
-  REDIS_KEY_PREFIX: opt(z.string()),
+  // Keys carry their own {hash tag} after the prefix; a brace in the prefix would move the tag
+  // and split every script's keys across Redis Cluster slots (CROSSSLOT on each call).
+  REDIS_KEY_PREFIX: opt(z.string().regex(/^[^{}]*$/, { message: 'must not contain { or } (keys carry their own Redis Cluster hash tags)' })),
   SESSION_VALIDATOR: opt(z.enum(['dev', 'jwt', 'redis', 'http'], { message: 'must be one of dev, jwt, redis, http' })),
   SESSION_JWT_SECRET: opt(z.string()),
   SESSION_JWKS_URL: url(['http:', 'https:']),
@@ -169,10 +171,10 @@ export function loadConfig(env: Env): LoadResult {
   // (a template whose value went missing), not a request for CORS_ORIGINS. Unset still falls back.
   const apiCorsBlank = prod && env['API_CORS_ORIGINS'] !== undefined && v.API_CORS_ORIGINS === undefined;
   const apiCorsOrigins = v.API_CORS_ORIGINS ?? (apiCorsBlank ? [] : corsOrigins);
-  for (const [name, origins] of [
-    ['CORS_ORIGINS', corsOrigins],
-    ['API_CORS_ORIGINS', apiCorsOrigins],
-  ] as const) {
+  // An unset API_CORS_ORIGINS is CORS_ORIGINS: its problems are reported once, under CORS_ORIGINS.
+  const originLists: Array<readonly ['CORS_ORIGINS' | 'API_CORS_ORIGINS', string[]]> = [['CORS_ORIGINS', corsOrigins]];
+  if (env['API_CORS_ORIGINS'] !== undefined) originLists.push(['API_CORS_ORIGINS', apiCorsOrigins]);
+  for (const [name, origins] of originLists) {
     if (name === 'API_CORS_ORIGINS' && apiCorsBlank) {
       errors.push(`${name}: is set but empty; in production list the origins, or unset it to use CORS_ORIGINS`);
     } else if (prod && origins.length === 0) {
@@ -207,7 +209,7 @@ export function loadConfig(env: Env): LoadResult {
   const validator = v.SESSION_VALIDATOR ?? (prod ? undefined : 'dev');
   if (validator === undefined) errors.push('SESSION_VALIDATOR: is required in production (jwt, redis or http)');
   if (prod && validator === 'dev') errors.push('SESSION_VALIDATOR: dev accepts any token and is refused in production');
-  if (validator === 'jwt' && !v.SESSION_JWT_SECRET && !v.SESSION_JWKS_URL) {
+  if (validator === 'jwt' && !v.SESSION_JWT_SECRET && !v.SESSION_JWKS_URL && !failed.has('SESSION_JWKS_URL') && !failed.has('SESSION_JWT_SECRET')) {
     errors.push('SESSION_JWT_SECRET: jwt sessions need SESSION_JWT_SECRET (HS256) or SESSION_JWKS_URL');
   }
   if (validator === 'http' && !v.SESSION_INTROSPECTION_URL) {
@@ -232,6 +234,8 @@ export function loadConfig(env: Env): LoadResult {
   for (const agent of builtinAgents) {
     if (agent !== 'echo') errors.push(`WEBSOCKET_BUILTIN_AGENTS: unknown built-in agent ${JSON.stringify(agent)} (known: echo)`);
   }
+
+  errors.push(...otelProblems(env));
 
   if (errors.length > 0 || validator === undefined) {
     // A variable whose value was refused is reported once, not again by the checks that used it.
@@ -283,6 +287,69 @@ export function loadConfig(env: Env): LoadResult {
     replicaId: v.REPLICA_ID ?? defaultReplicaId(),
   };
   return { ok: true, config: deepFreeze(config) };
+}
+
+/** The standard OTEL_TRACES_SAMPLER values the gateway builds (telemetry's sampler.ts). */
+export const OTEL_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const;
+
+const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'];
+const OTLP_SIGNALS = ['', 'TRACES_', 'METRICS_', 'LOGS_'];
+
+/**
+ * The OTEL_* variables the gateway documents, checked like its own: the SDK reads them itself and,
+ * unless OTEL_LOG_LEVEL is set, says nothing of a value it cannot use (an endpoint without its
+ * scheme sent everything to localhost:4318; an unknown sampler sampled every trace). Nothing is
+ * checked when OTEL_SDK_DISABLED=true.
+ */
+function otelProblems(env: Env): string[] {
+  const problems: string[] = [];
+  const set = (name: string) => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  };
+  if (set('OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return problems;
+  for (const signal of OTLP_SIGNALS) {
+    const endpoint = `OTEL_EXPORTER_OTLP_${signal}ENDPOINT`;
+    const value = set(endpoint);
+    if (value !== undefined && !isHttpUrl(value)) {
+      problems.push(`${endpoint}: must be a URL starting with http:// or https:// (got ${JSON.stringify(value)})`);
+    }
+    const protocol = `OTEL_EXPORTER_OTLP_${signal}PROTOCOL`;
+    const given = set(protocol);
+    if (given !== undefined && !OTLP_PROTOCOLS.includes(given)) {
+      problems.push(`${protocol}: must be one of ${OTLP_PROTOCOLS.join(', ')} (got ${JSON.stringify(given)})`);
+    }
+  }
+  for (const name of ['OTEL_METRIC_EXPORT_INTERVAL', 'OTEL_METRIC_EXPORT_TIMEOUT', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT']) {
+    const value = set(name);
+    if (value !== undefined && !/^\d+$/.test(value)) problems.push(`${name}: must be a whole number of milliseconds (got ${JSON.stringify(value)})`);
+  }
+  const sampler = set('OTEL_TRACES_SAMPLER')?.toLowerCase();
+  if (sampler !== undefined && !(OTEL_SAMPLERS as readonly string[]).includes(sampler)) {
+    problems.push(`OTEL_TRACES_SAMPLER: must be one of ${OTEL_SAMPLERS.join(', ')} (got ${JSON.stringify(sampler)})`);
+  }
+  const ratio = set('OTEL_TRACES_SAMPLER_ARG');
+  if (ratio !== undefined && (sampler === undefined || sampler.endsWith('traceidratio'))) {
+    const n = Number(ratio);
+    if (!Number.isFinite(n) || n < 0 || n > 1) problems.push(`OTEL_TRACES_SAMPLER_ARG: must be a ratio from 0 to 1 (got ${JSON.stringify(ratio)})`);
+  }
+  return problems;
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
 }
 
 function isOrigin(value: string): boolean {

@@ -140,8 +140,53 @@ describe('loadConfig', () => {
   it('a bad value does not hide the policy problems of other variables', () => {
     const lines = errors({ ...PROD, CORS_ORIGINS: '*', PORT: 'x', SESSION_VALIDATOR: 'magic', REDIS_URL: '' });
     expect(lines.map((l) => l.split(':')[0]).sort()).toEqual(
-      ['API_CORS_ORIGINS', 'CORS_ORIGINS', 'PORT', 'REDIS_URL', 'SESSION_VALIDATOR'].sort(),
+      ['CORS_ORIGINS', 'PORT', 'REDIS_URL', 'SESSION_VALIDATOR'].sort(),
     );
+  });
+
+  it.each([
+    // Before: also "SESSION_JWT_SECRET: jwt sessions need SESSION_JWT_SECRET or SESSION_JWKS_URL".
+    [{ SESSION_VALIDATOR: 'jwt', SESSION_JWKS_URL: 'ftp://keys.example.com/jwks' }, 'SESSION_JWKS_URL: must be a URL'],
+    // Before: also blamed on API_CORS_ORIGINS, which was not set (it inherits CORS_ORIGINS).
+    [{ CORS_ORIGINS: 'app.example.com' }, 'CORS_ORIGINS: "app.example.com" is not an origin'],
+    [{ ...PROD, CORS_ORIGINS: '*' }, "CORS_ORIGINS: '*' is not allowed in production"],
+  ])('one bad value is one line, under the variable that was set (%#)', (env, line) => {
+    expect(errors(env)).toEqual([expect.stringContaining(line)]);
+  });
+
+  it('refuses a REDIS_KEY_PREFIX with { or }: it would move every key\'s cluster hash tag (CROSSSLOT)', () => {
+    expect(errors({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: 'app{1}:' })).toEqual([
+      expect.stringContaining('REDIS_KEY_PREFIX: must not contain { or }'),
+    ]);
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: 'app-1:' }).ok).toBe(true);
+  });
+
+  it.each([
+    // Before: nothing said anything; telemetry went to localhost:4318, or a typo sampled every trace.
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', '127.0.0.1:4318'],
+    ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'collector:4318/v1/traces'],
+    ['OTEL_EXPORTER_OTLP_PROTOCOL', 'http/protobufs'],
+    ['OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', 'json'],
+    ['OTEL_METRIC_EXPORT_INTERVAL', 'ten-seconds'],
+    ['OTEL_BSP_SCHEDULE_DELAY', '1.5'],
+    ['OTEL_TRACES_SAMPLER', 'parentbased_traceidratio_typo'],
+    ['OTEL_TRACES_SAMPLER_ARG', '5'],
+  ])('refuses %s=%s, naming it', (variable, value) => {
+    expect(errors({ [variable]: value })).toEqual([expect.stringMatching(new RegExp(`^${variable}: `))]);
+    // Unless telemetry is off, when none of them is read.
+    expect(loadConfig({ [variable]: value, OTEL_SDK_DISABLED: 'true' }).ok).toBe(true);
+  });
+
+  it('accepts the OTEL_* values the SDK takes', () => {
+    const result = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+      OTEL_METRIC_EXPORT_INTERVAL: '10000',
+      OTEL_TRACES_SAMPLER: 'ParentBased_TraceIdRatio',
+      OTEL_TRACES_SAMPLER_ARG: '0.05',
+    });
+    expect(result.ok).toBe(true);
   });
 
   it.each([

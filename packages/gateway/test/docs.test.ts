@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { VARIABLES } from '@wsgw/config';
+import { OTEL_SAMPLERS, VARIABLES } from '@wsgw/config';
 import { CloseCode, MessageErrorCode, UpgradeRejections } from '@wsgw/protocol';
-import { MetricNames } from '@wsgw/telemetry';
+import { MetricNames, SAMPLER_NAMES } from '@wsgw/telemetry';
 
 const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
 
@@ -14,6 +14,10 @@ describe('README stays in sync with the code', () => {
       expect(row, `README row for ${code}`).toBeDefined();
       expect(row).toContain(`| ${status}`);
     }
+  });
+
+  it('config accepts exactly the OTEL_TRACES_SAMPLER values telemetry builds', () => {
+    expect([...OTEL_SAMPLERS].sort()).toEqual([...SAMPLER_NAMES].sort());
   });
 
   it('documents every configuration variable', () => {

@@ -55,7 +55,9 @@ export function samplerFromEnv(env: Readonly<Record<string, string | undefined>>
   const given = env['OTEL_TRACES_SAMPLER']?.trim().toLowerCase();
   const name = given || DEFAULT_SAMPLER;
   const arg = env['OTEL_TRACES_SAMPLER_ARG']?.trim();
-  let ratio = given ? 1 : DEFAULT_SAMPLE_RATIO;
+  // A ratio sampler named without its ratio samples everything (the specification's default); an
+  // unknown name (refused by the gateway's config check) falls back to the gateway's default.
+  let ratio = given && Object.hasOwn(SAMPLERS, given) ? 1 : DEFAULT_SAMPLE_RATIO;
   if (arg) {
     const parsed = Number(arg);
     if (Number.isFinite(parsed) && parsed >= 0 && parsed <= 1) ratio = parsed;
@@ -64,22 +66,22 @@ export function samplerFromEnv(env: Readonly<Record<string, string | undefined>>
   return new LinkedSampledSampler(namedSampler(name, ratio));
 }
 
+/** The standard OTEL_TRACES_SAMPLER values, built with the ratio OTEL_TRACES_SAMPLER_ARG gives. */
+const SAMPLERS: Readonly<Record<string, (ratio: number) => Sampler>> = {
+  always_on: () => new AlwaysOnSampler(),
+  always_off: () => new AlwaysOffSampler(),
+  traceidratio: (ratio) => new TraceIdRatioBasedSampler(ratio),
+  parentbased_always_on: () => new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+  parentbased_always_off: () => new ParentBasedSampler({ root: new AlwaysOffSampler() }),
+  parentbased_traceidratio: (ratio) => new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+};
+
+/** What OTEL_TRACES_SAMPLER may name (the gateway's config refuses anything else). */
+export const SAMPLER_NAMES: readonly string[] = Object.keys(SAMPLERS);
+
 function namedSampler(name: string, ratio: number): Sampler {
-  switch (name) {
-    case 'always_on':
-      return new AlwaysOnSampler();
-    case 'always_off':
-      return new AlwaysOffSampler();
-    case 'traceidratio':
-      return new TraceIdRatioBasedSampler(ratio);
-    case 'parentbased_always_on':
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-    case 'parentbased_always_off':
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case 'parentbased_traceidratio':
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
-    default:
-      diag.warn(`unknown OTEL_TRACES_SAMPLER value "${name}"; using ${DEFAULT_SAMPLER}`);
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
-  }
+  const build = Object.hasOwn(SAMPLERS, name) ? SAMPLERS[name] : undefined;
+  if (build) return build(ratio);
+  diag.warn(`unknown OTEL_TRACES_SAMPLER value "${name}"; using ${DEFAULT_SAMPLER}`);
+  return (SAMPLERS[DEFAULT_SAMPLER] as (ratio: number) => Sampler)(ratio);
 }

@@ -49,6 +49,12 @@ describe('samplerFromEnv', () => {
       SamplingDecision.NOT_RECORD,
     );
   });
+
+  it.each(['parentbased_traceidratio_typo', 'constructor'])('an unknown OTEL_TRACES_SAMPLER (%s) samples like the default, not every trace', (name) => {
+    // Before: any set value made the ratio 1, so a typo sampled 100 % of traces.
+    expect(decide({ OTEL_TRACES_SAMPLER: name }, SKIPPED)).toBe(SamplingDecision.NOT_RECORD);
+    expect(decide({ OTEL_TRACES_SAMPLER: name }, PICKED)).toBe(SamplingDecision.RECORD_AND_SAMPLED);
+  });
 });
 
 describe('SynchronousContextManager', () => {
