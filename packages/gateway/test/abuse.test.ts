@@ -49,6 +49,20 @@ describe('bad input on purpose', () => {
     await stillServes(gw);
   });
 
+  it('a text frame that is not UTF-8 ends that connection (uWS drops it: 1006), and nothing else', async () => {
+    // uWebSockets.js checks text frames itself and drops the TCP connection without a close frame,
+    // before the gateway sees the message (no option turns this off): documented in the README.
+    const c = await open(gw.wsUrl('not-utf8'));
+    const bystander = await open(gw.wsUrl('not-utf8'));
+    const bytes = Buffer.concat([Buffer.from('{"agent_type":"echo","message":"'), Buffer.from([0xff, 0xfe]), Buffer.from('","id":"u1"}')]);
+    c.ws.send(bytes, { binary: false });
+    expect((await c.closed).code).toBe(1006);
+    bystander.send({ agent_type: 'echo', message: 'still here', id: 'b1' });
+    expect(await bystander.next()).toMatchObject({ type: 'response', message: 'still here', in_reply_to: 'b1' });
+    await bystander.close();
+    await stillServes(gw);
+  });
+
   it('a frame above WEBSOCKET_MAX_PAYLOAD_BYTES closes the socket with 1009', async () => {
     const c = await open(gw.wsUrl('huge'));
     c.send({ agent_type: 'echo', message: 'x'.repeat(5000) });
