@@ -306,6 +306,14 @@ export class ConnectionHub {
       if (entry.span) endSpan(entry.span, 'connection_gone', false);
       return;
     }
+    if (reply.kind === 'lost') {
+      this.pending.delete(reply.requestId);
+      deps.metrics.replyDropped('lost');
+      deps.log.warn({ agent_type: entry.agentType, connection_id: entry.connection.id }, 'part of an agent reply was lost; the request ends with unavailable');
+      this.answer(entry.connection, errorFrame(MessageErrorCode.unavailable, `part of the reply of agent ${entry.agentType} was lost`, entry.clientId));
+      if (entry.span) endSpan(entry.span, 'reply_lost', true);
+      return;
+    }
     let frame: string;
     try {
       frame = replyFrame(reply.kind, entry, reply.message, reply.done);

@@ -124,7 +124,11 @@ export interface AgentRequest {
 export interface AgentReply {
   requestId: string;
   connectionId: string;
-  kind: 'response' | 'chunk';
+  /**
+   * `lost`: part of the reply never arrived (a bus that can tell, by sequence numbers); the request
+   * ends with an error instead of a stream with a hole in it. Final, carries no message.
+   */
+  kind: 'response' | 'chunk' | 'lost';
   message: unknown;
   /** For chunks: the last one of the reply. A `response` is always final. */
   done?: boolean;

@@ -65,6 +65,21 @@ describe('ConnectionHub: one outcome per message', () => {
     expect(s.hub.pendingCount).toBe(0);
   });
 
+  it('ends a request whose reply lost a part with unavailable, after the chunks that came', async () => {
+    const s = setup();
+    hub = s.hub;
+    await s.hub.message(s.connection, msg());
+    const id = s.deps.bus.published[0]!.requestId;
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 'a', done: false });
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'lost', message: undefined });
+    s.deps.bus.reply({ requestId: id, connectionId: 'c1', kind: 'chunk', message: 'z', done: true });
+    expect(s.socket.sent).toEqual([
+      { type: 'chunk', agent_type: 'echo', conversation_id: 'c', in_reply_to: 'm1', message: 'a', done: false },
+      { type: 'error', code: 'unavailable', message: 'part of the reply of agent echo was lost', in_reply_to: 'm1' },
+    ]);
+    expect(s.hub.pendingCount).toBe(0);
+  });
+
   it('drops an agent reply with no JSON form, logged; the request keeps its outcome (agent_timeout)', async () => {
     const s = setup();
     hub = s.hub;

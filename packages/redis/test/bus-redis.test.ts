@@ -74,6 +74,30 @@ describe('RedisAgentBus and AgentStreams against a real Redis', () => {
     }
   }
 
+  it('a reply stream trimmed past what its replica read ends the request as lost, not as a stream with a hole', async () => {
+    keys = redisKeys(uniquePrefix('bus-gap'));
+    const c = await client();
+    // A worker that capped its reply stream low, writing while the replica did not read (paused).
+    const streams = new AgentStreams(c, { keys, agentType: 'echo', replyStreamMaxLen: 10 });
+    const chunk = (seq: number, done = false) => ({
+      requestId: 'req-1',
+      connectionId: 'conn-1',
+      replicaId: 'r1',
+      kind: 'chunk' as const,
+      message: `part ${seq}`,
+      done,
+      seq,
+    });
+    for (let seq = 0; seq < 400; seq++) await streams.sendReplies([chunk(seq)]);
+    await streams.sendReplies([chunk(400, true)]);
+    expect(await c.xlen(keys.replicaReplies('r1'))).toBeLessThan(400);
+    const { replies } = await bus('r1');
+    await until(() => replies.some((r) => r.kind === 'chunk' && r.done === true));
+    // Before: the parts left were delivered from wherever the trim stopped, then `done`.
+    expect(replies.map((r) => r.kind)).toEqual(['lost', 'chunk']);
+    expect(replies[0]).toMatchObject({ requestId: 'req-1', connectionId: 'conn-1', kind: 'lost' });
+  });
+
   it('answers agent_unavailable at once for a type with no live worker', async () => {
     keys = redisKeys(uniquePrefix('bus-none'));
     const { bus: b } = await bus('r1');

@@ -24,7 +24,12 @@ export interface OutgoingReply extends WireReply {
 export interface AgentStreamsOptions {
   keys: RedisKeys;
   agentType: string;
-  /** Reply streams are capped near this many entries (batches; their replica reads them within ms). */
+  /**
+   * Reply streams are capped near this many entries (batches of replies), a last resort against a
+   * replica that stopped reading but lives (its reader trims what it read; a gone replica's stream
+   * expires). Generous: what a stalled reader has not read yet is trimmed past it, and its requests
+   * end with `unavailable` (the bus sees the gap in their sequence numbers).
+   */
   replyStreamMaxLen?: number;
   /** A reply stream whose replica is gone disappears this long after the last reply to it. */
   replyStreamTtlMs?: number;
@@ -57,7 +62,7 @@ export class AgentStreams {
     this.keys = options.keys;
     this.requestsKey = options.keys.agentRequests(options.agentType);
     this.workersKey = options.keys.agentWorkers(options.agentType);
-    this.replyMaxLen = options.replyStreamMaxLen ?? 10_000;
+    this.replyMaxLen = options.replyStreamMaxLen ?? 100_000;
     this.replyTtlMs = options.replyStreamTtlMs ?? 60_000;
     this.idleTypeTtlMs = options.idleTypeTtlMs ?? 24 * 3600_000;
   }

@@ -29,8 +29,12 @@ const MAX_PUBLISH_BATCH = 500;
 /** Agent types whose queue depth this replica reports. */
 const MAX_TYPES_OBSERVED = 256;
 
-/** How long the chunk order of an unfinished reply is remembered (its request has long timed out). */
-const SEQ_MEMORY_MS = 10 * 60_000;
+/**
+ * How long the chunk order of an unfinished reply is remembered after its last chunk: longer than
+ * the longest AGENT_REPLY_TIMEOUT_SECONDS (3600), so its request has timed out by then (a chunk
+ * after that would be taken for a reply whose first part was lost).
+ */
+const SEQ_MEMORY_MS = 61 * 60_000;
 
 /**
  * The gateway's side of the agent bus on Redis (docs/AGENTS.md). Requests go to their type's
@@ -201,6 +205,14 @@ export class RedisAgentBus implements AgentBus {
     // stream would never end (a request already answered in full is dropped by the hub).
     if (state && wire.seq < state.next && !final) {
       this.metrics?.replyDropped('duplicate');
+      return;
+    }
+    // A reply past the next one expected: those between never arrived (trimmed from a reply stream
+    // its reader was too late for). The request ends with an error, not a stream with a hole.
+    if (wire.seq > (state?.next ?? 0)) {
+      // What still comes for it is dropped here (as duplicates) and, once final, by the hub.
+      this.streaming.set(wire.requestId, { next: Number.POSITIVE_INFINITY, at: Date.now() });
+      for (const handler of this.handlers) handler({ requestId: wire.requestId, connectionId: wire.connectionId, kind: 'lost', message: undefined });
       return;
     }
     if (final) this.streaming.delete(wire.requestId);
