@@ -160,6 +160,54 @@ describe('limits while a Redis Cluster is unavailable', () => {
       outageScenario(name, target, outage));
   }
 
+  it('Cluster master of {slots} restarted empty between two health checks: held slots registered again within 5 s, sockets stay open', async () => {
+    const prefix = uniquePrefix('fail-quick-restart');
+    // Heartbeats every 3 s: the socket below lives through two of them after the restart.
+    const env = { REDIS_URL: cluster.url, REDIS_KEY_PREFIX: prefix, WEBSOCKET_MAX_CONNECTIONS_PER_USER: '1', WEBSOCKET_LEASE_SECONDS: '9' };
+    const [a, b] = await Promise.all([spawnGateway(env), spawnGateway(env)]);
+    started.push(a, b);
+    const held = await open(a.wsUrl('u'));
+    const slotsKey = redisKeys(prefix).slotsAll();
+    expect(await target.slotCount(slotsKey)).toBe(1);
+
+    // The master comes back (a supervisor restarting it: nodes.conf kept, no data, still master)
+    // within about 100 ms, right after one of the health checks' PINGs reached it, so that no PING
+    // of the next round fails. A try whose outage a failed call or PING showed anyway (the
+    // replica's log says `redis unreachable` with no master link seen ending first) is not the
+    // case at hand: try again.
+    const master = await masterOf(cluster, '{slots}');
+    const logged = (msg: string) => a.logs().filter((l) => String(l['msg']).startsWith(msg)).length;
+    const pings = async (probe: Redis) => Number(/cmdstat_ping:calls=(\d+)/.exec(await probe.info('commandstats'))?.[1] ?? 0);
+    let back = 0;
+    for (let tries = 0; ; tries++) {
+      expect(tries, 'a restart no health check saw').toBeLessThan(6);
+      const [unreachable, linkEnded] = [logged('redis unreachable'), logged('link to a redis cluster master ended')];
+      const probe = master.admin();
+      const before = await pings(probe);
+      await eventually(async () => (await pings(probe)) > before, 5000, 'a health check PING');
+      probe.disconnect();
+      await master.kill();
+      await master.restart();
+      await cluster.waitUntilOk(15_000);
+      back = Date.now();
+      await new Promise((r) => setTimeout(r, 1500));
+      if (logged('redis unreachable') === unreachable || logged('link to a redis cluster master ended') > linkEnded) break;
+      await eventually(() => lastHealth(a) === 'up', RECOVERY_MS, 'replica back on redis');
+    }
+
+    // CONTRACT §2: within 5 s of Redis answering again the held slot is registered again...
+    await eventually(async () => (await target.slotCount(slotsKey)) === 1, Math.max(0, back + 5000 - Date.now()), 'held slot registered again');
+    // ...so the shared per-user limit (1) counts it on the other replica,
+    const second = await connect(b.wsUrl('u'));
+    expect(second.opened ? 101 : second.rejected.status).toBe(429);
+    // and the socket stays open through the next heartbeats: the slot was never taken, only forgotten.
+    await new Promise((r) => setTimeout(r, 6500));
+    expect(held.ws.readyState).toBe(held.ws.OPEN);
+    expect(a.logs().some((l) => l['msg'] === 'connection slots were taken over while this replica was away')).toBe(false);
+    await held.close();
+    await Promise.all([a, b].map((g) => g.stop()));
+  });
+
   it('Cluster master serving only rate shards killed: decisions stay bounded before and after the cluster goes down, then back', async () => {
     const survivor = await masterOf(cluster, '{slots}');
     const victim = nodes().find((n) => n !== survivor) as RedisServerProcess;

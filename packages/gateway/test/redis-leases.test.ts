@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Cluster, Redis } from 'ioredis';
 import {
+  connect,
   findRedis,
   open,
   spawnGateway,
@@ -212,6 +213,53 @@ describe('slot bookkeeping under churn (single Redis, real replicas)', () => {
     await eventually(async () => (await liveSlots(prefix)) === live.length, 6000, `redis counts == ${live.length} open sockets`);
     await closeAll(live.map((l) => l.client));
     await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'all released');
+  });
+});
+
+/**
+ * A rolling change of WEBSOCKET_LEASE_SECONDS: for a while replicas with different leases share one
+ * prefix, hence one slot set. Every script used to set the TTL of the shared keys to its caller's
+ * lease: a short-lease replica that took a slot and then held nothing left the whole set to expire
+ * within its own lease, and the long-lease replica's open sockets stopped counting.
+ */
+describe('replicas with different WEBSOCKET_LEASE_SECONDS (single Redis, real replicas)', () => {
+  let redis: TestRedis;
+  let admin: Redis;
+  const started: GatewayProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await findRedis();
+    admin = redis.admin();
+  });
+  afterAll(async () => {
+    await Promise.all(started.map((r) => r.stop()));
+    await redis?.stop();
+  });
+
+  it("a short-lease replica that comes and goes leaves the long-lease replica's slots counted", async () => {
+    const prefix = uniquePrefix('lease-mix');
+    const env = { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2', WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '3' };
+    // A 60 s lease heartbeats every 20 s: none comes between its first sockets and the checks
+    // below, so nothing but the key's own TTL keeps its slots in Redis meanwhile.
+    const [long, short] = await Promise.all([
+      spawnGateway({ ...env, WEBSOCKET_LEASE_SECONDS: '60' }),
+      spawnGateway({ ...env, WEBSOCKET_LEASE_SECONDS: '2' }),
+    ]);
+    started.push(long, short);
+    const held = [await open(long.wsUrl('u')), await open(long.wsUrl('u'))];
+    // Another user takes a slot on the short-lease replica and gives it back: that replica now
+    // holds nothing, so it renews nothing.
+    const brief = await open(short.wsUrl('v'));
+    await brief.close();
+    // Past the short lease (an expiry: no event to await).
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await admin.zrange(`${prefix}{slots}:all`, 0, -1)).toHaveLength(2);
+    // Global limit 3 with u's 2 counted: one more socket fits, the next is refused.
+    const third = await open(short.wsUrl('w1'));
+    const fourth = await connect(short.wsUrl('w2'));
+    expect(fourth.opened ? 101 : fourth.rejected).toMatchObject({ status: 503, body: { error: 'global_connection_limit' } });
+    expect(held.every((c) => c.ws.readyState === c.ws.OPEN)).toBe(true);
+    await closeAll([...held, third]);
   });
 });
 

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { checkServerIdentity, type ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 /** A single Redis or a Redis Cluster: both run the same scripts (every script's keys share a slot). */
@@ -9,6 +11,12 @@ export interface RedisClientOptions {
   connectTimeoutMs?: number;
   /** CLIENT SETNAME, to tell replicas apart in CLIENT LIST. */
   connectionName?: string;
+  /**
+   * More TLS options for a `rediss://` URL (ignored for `redis://`), for programs that build their
+   * own client: `ca` (replaces Node's trusted CAs), `cert`/`key` for a client certificate. The
+   * gateway and agent workers take none: they trust a private CA through NODE_EXTRA_CA_CERTS.
+   */
+  tls?: ConnectionOptions;
 }
 
 export interface RedisTarget {
@@ -88,7 +96,7 @@ export function createRedisClient(url: string, options: RedisClientOptions = {})
     username: target.username,
     password: target.password,
     connectionName: options.connectionName,
-    ...(target.tls ? { tls: {} } : {}),
+    ...(target.tls ? { tls: target.cluster ? clusterTls(target, options.tls) : { ...options.tls } } : {}),
   };
   // Reconnect quickly and forever: shared limits apply again within seconds of Redis answering.
   const retry = (times: number) => Math.min(100 * times, 1000);
@@ -96,7 +104,33 @@ export function createRedisClient(url: string, options: RedisClientOptions = {})
   // Connection errors surface as failed commands (and `close` events) to whoever uses the client;
   // without a listener ioredis would also print each one to stderr while Redis is down.
   client.on('error', () => {});
+  const first = target.nodes[0] as { host: string; port: number };
+  probes.set(client, { ...common, host: first.host, port: first.port, ...(target.cluster ? {} : { db: target.db }) });
   return client;
+}
+
+/** How to reach the first node REDIS_URL names, with every setting of the client built for it. */
+const probes = new WeakMap<RedisClient, RedisOptions>();
+
+/**
+ * Why a client from `createRedisClient` cannot connect: the error of one fresh connection to the
+ * first node REDIS_URL names, made with the client's own settings (TLS, user, password); undefined
+ * if that one connects. A Redis Cluster client cannot say it itself: ioredis reports only "Failed
+ * to refresh slots cache" ("Connection is closed."), the TLS handshake's error (a certificate it
+ * refused) being dropped with the connection that met it. Never rejects; at most `timeoutMs`.
+ */
+export async function connectionProblem(client: RedisClient, timeoutMs = 2000): Promise<string | undefined> {
+  const options = probes.get(client);
+  if (!options) return undefined;
+  const probe = new Redis({ ...options, lazyConnect: true, retryStrategy: () => null, connectTimeout: timeoutMs, connectionName: undefined });
+  let problem: string | undefined;
+  probe.on('error', (err: Error) => (problem ??= err.message));
+  try {
+    const connected = await connectRedis(probe, timeoutMs);
+    return connected ? undefined : (problem ?? `no answer within ${timeoutMs} ms`);
+  } finally {
+    probe.disconnect();
+  }
 }
 
 function buildCluster(
@@ -117,8 +151,31 @@ function buildCluster(
     retryDelayOnClusterDown: 100,
     maxRedirections: 4,
     redisOptions: common,
+    // With TLS a seed is dialled by the name REDIS_URL gives, the name its certificate is for;
+    // by default ioredis resolved it to an address first and checked the certificate against that.
+    ...(target.tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
   };
   return new Cluster(target.nodes, clusterOptions);
+}
+
+/**
+ * TLS for the nodes of a Redis Cluster. A node is dialled at the address the cluster announces
+ * (CLUSTER SLOTS: its IP address unless it is set to announce a hostname), not at a name from
+ * REDIS_URL, and its certificate is usually issued for the cluster's name, not for each node's
+ * address. So a node's certificate is accepted (after the usual chain check against the trusted
+ * CAs) if it is valid for the address dialled or for a hostname REDIS_URL names: that is the name
+ * the operator vouched for, and the addresses come from nodes that already proved they are it.
+ */
+function clusterTls(target: RedisTarget, extra: ConnectionOptions | undefined): ConnectionOptions {
+  const names = [...new Set(target.nodes.map((node) => node.host).filter((host) => isIP(host) === 0))];
+  return {
+    checkServerIdentity: (host, cert) => {
+      const error = checkServerIdentity(host, cert);
+      if (error === undefined) return undefined;
+      return names.some((name) => checkServerIdentity(name, cert) === undefined) ? undefined : error;
+    },
+    ...extra,
+  };
 }
 
 function buildSingle(target: RedisTarget, common: RedisOptions, retry: (times: number) => number): Redis {

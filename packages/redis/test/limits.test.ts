@@ -131,7 +131,7 @@ describe('RedisConnectionLeases, two replicas on one Redis', () => {
     expect(leases.heldCount).toBe(1);
   });
 
-  it('reports slots it lost to a takeover and re-registers everything after Redis forgot it', async () => {
+  it('reports slots it lost to a takeover after a stall past its lease, and re-registers everything after Redis forgot it', async () => {
     const prefix = uniquePrefix('lost');
     const keys = redisKeys(prefix);
     const { leases } = await redisLeases(prefix, 1500);
@@ -140,8 +140,9 @@ describe('RedisConnectionLeases, two replicas on one Redis', () => {
     await leases.acquire('l1', 'u');
     await leases.acquire('l2', 'u');
     const admin = redis.admin();
-    // Someone reaped l1 (as if this replica had been paused past its lease).
+    // This replica was paused past its lease (its timer fired far too late) and l1 was reaped.
     await admin.zrem(keys.slotsAll(), 'l1');
+    (leases as unknown as { stalled: boolean }).stalled = true;
     await leases.sync();
     expect(lost).toEqual([['l1']]);
     expect(leases.heldCount).toBe(1);
@@ -153,6 +154,68 @@ describe('RedisConnectionLeases, two replicas on one Redis', () => {
     expect(await admin.zrange(keys.slotsAll(), 0, -1)).toEqual(['l2']);
     expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['l2']);
     expect(lost).toHaveLength(1);
+  });
+
+  it('calls a slot lost when its last renewal went out a lease before, even with no stall noticed', async () => {
+    const prefix = uniquePrefix('lapsed');
+    const { leases } = await redisLeases(prefix, 1500);
+    const lost: string[][] = [];
+    leases.onLost((ids) => lost.push(ids));
+    await leases.acquire('p1', 'u');
+    await redis.admin().zrem(redisKeys(prefix).slotsAll(), 'p1');
+    // Paused between its timer and its call: the timer was on time, the renewal was not.
+    (leases as unknown as { renewedAt: number }).renewedAt -= 1500;
+    await leases.sync();
+    expect(lost).toEqual([['p1']]);
+    expect(leases.heldCount).toBe(0);
+  });
+
+  it('puts back, not calls lost, slots Redis dropped before their leases ended (a master restarted empty between health checks)', async () => {
+    const prefix = uniquePrefix('dropped');
+    const keys = redisKeys(prefix);
+    const { leases } = await redisLeases(prefix, 30_000);
+    const lost: string[][] = [];
+    leases.onLost((ids) => lost.push(ids));
+    await leases.acquire('d1', 'u');
+    await leases.acquire('d2', 'v');
+    const admin = redis.admin();
+    // No failed call, no stall: only the next heartbeat can find out.
+    await admin.del(keys.slotsAll(), keys.slotsOfUser('u'), keys.slotsOfUser('v'));
+    await leases.sync();
+    expect(lost).toEqual([]);
+    expect(leases.heldCount).toBe(2);
+    expect((await admin.zrange(keys.slotsAll(), 0, -1)).sort()).toEqual(['d1', 'd2']);
+    expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['d1']);
+    expect(await admin.pttl(keys.slotsAll())).toBeGreaterThan(29_000);
+  });
+
+  it('never shortens the TTL of keys that a replica with a longer lease relies on (a rolling change of WEBSOCKET_LEASE_SECONDS)', async () => {
+    const prefix = uniquePrefix('lease-mix');
+    const keys = redisKeys(prefix);
+    const long = await redisLeases(prefix, 30_000);
+    const short = await redisLeases(prefix, 1000);
+    const admin = redis.admin();
+    const ttls = async () => [await admin.pttl(keys.slotsAll()), await admin.pttl(keys.slotsOfUser('u'))];
+    await long.leases.acquire('long1', 'u');
+    // The short-lease replica takes, renews and restores slots of the same user, in the same set...
+    await short.leases.acquire('short1', 'u');
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(29_000);
+    await short.leases.sync();
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(29_000);
+    (short.leases as unknown as { mustRestore: boolean }).mustRestore = true;
+    await short.leases.sync();
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(29_000);
+    // ...then holds nothing and stops heartbeating: the long lease's slot still counts after its lease.
+    await short.leases.release('short1', 'u');
+    await short.leases.close();
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(await admin.zrange(keys.slotsAll(), 0, -1)).toEqual(['long1']);
+    expect(await admin.zrange(keys.slotsOfUser('u'), 0, -1)).toEqual(['long1']);
+    // A key only the short-lease replica writes still gets a TTL (not none), its own lease.
+    await short.leases.acquire('short2', 'w');
+    const fresh = await admin.pttl(keys.slotsOfUser('w'));
+    expect(fresh).toBeGreaterThan(0);
+    expect(fresh).toBeLessThanOrEqual(1000);
   });
 
   it('does not put back a slot released while a restore works through its batches', async () => {

@@ -6,3 +6,4 @@ export * from './processes.js';
 export * from './otlp.js';
 export * from './workers.js';
 export * from './proxy.js';
+export * from './tls.js';

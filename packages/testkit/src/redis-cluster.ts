@@ -1,10 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { startRedisServer, type RedisServerProcess } from './redis.js';
+import { startRedisServer, type RedisServerProcess, type RedisServerTls } from './redis.js';
 
 /** A local Redis Cluster started from redis-server: masters, and optionally one replica each. */
 export interface RedisClusterProcess {
-  /** REDIS_URL naming the cluster (docs/REDIS.md: `?cluster=1&nodes=...`), every node a seed. */
+  /**
+   * REDIS_URL naming the cluster (docs/REDIS.md: `?cluster=1&nodes=...`), every node a seed; with
+   * `tls`, `rediss://localhost:...` (the name the nodes' certificate is for).
+   */
   url: string;
   /** Every node: the masters as created, then their replicas (roles change with a failover). */
   ports: number[];
@@ -43,6 +46,11 @@ export interface RedisClusterOptions {
    * fail it, hence about how long a killed master's hash slots wait for its replica.
    */
   nodeTimeoutMs?: number;
+  /**
+   * Every node TLS only, on its client port and its cluster bus (`--tls-cluster yes`), with this
+   * certificate; the nodes announce their IP address (127.0.0.1), as Redis does by default.
+   */
+  tls?: RedisServerTls;
 }
 
 export interface FailoverOptions {
@@ -75,16 +83,30 @@ export interface FailoverResult {
  * replica is in sync. `startRedisCluster(3)` is three masters, no replicas.
  */
 export async function startRedisCluster(options: number | RedisClusterOptions = 3): Promise<RedisClusterProcess> {
-  const { masters = 3, replicasPerMaster = 0, nodeTimeoutMs } = typeof options === 'number' ? { masters: options } : options;
+  const { masters = 3, replicasPerMaster = 0, nodeTimeoutMs, tls } = typeof options === 'number' ? { masters: options } : options;
   const servers: RedisServerProcess[] = [];
   for (let i = 0; i < masters * (1 + replicasPerMaster); i++) {
     // nodes.conf lands in the server's own temporary --dir.
-    servers.push(await startRedisServer({ clusterNode: true, ...(nodeTimeoutMs === undefined ? {} : { clusterNodeTimeoutMs: nodeTimeoutMs }) }));
+    servers.push(
+      await startRedisServer({
+        clusterNode: true,
+        ...(nodeTimeoutMs === undefined ? {} : { clusterNodeTimeoutMs: nodeTimeoutMs }),
+        ...(tls ? { tls } : {}),
+      }),
+    );
   }
   const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
   const created = spawnSync(
     'redis-cli',
-    ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'],
+    [
+      ...(tls ? ['--tls', '--cacert', tls.caFile, '--sni', 'localhost'] : []),
+      '--cluster',
+      'create',
+      ...addresses,
+      '--cluster-replicas',
+      String(replicasPerMaster),
+      '--cluster-yes',
+    ],
     { encoding: 'utf8' },
   );
   if (created.status !== 0) {
@@ -103,7 +125,7 @@ export async function startRedisCluster(options: number | RedisClusterOptions = 
   const probe = (port: number): Redis => {
     let client = probes.get(port);
     if (!client) {
-      client = new Redis({ port, host: '127.0.0.1', commandTimeout: 1000, maxRetriesPerRequest: 1 });
+      client = new Redis({ ...node(port).connection, commandTimeout: 1000, maxRetriesPerRequest: 1 });
       client.on('error', () => {});
       probes.set(port, client);
     }
@@ -225,8 +247,9 @@ export async function startRedisCluster(options: number | RedisClusterOptions = 
     return { promoted: replicaPort };
   };
 
+  const seeds = tls ? servers.map((s) => `localhost:${s.port}`) : addresses;
   return {
-    url: `redis://${addresses[0]}?cluster=1&nodes=${addresses.slice(1).join(',')}`,
+    url: `${tls ? 'rediss' : 'redis'}://${seeds[0]}?cluster=1&nodes=${seeds.slice(1).join(',')}`,
     ports: servers.map((s) => s.port),
     nodeAdmin: (port) => node(port).admin(),
     node,

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 /** A Redis for tests, however it was found. */
 export interface TestRedis {
@@ -69,8 +69,11 @@ export async function findRedis(): Promise<TestRedis> {
 
 /** A redis-server process of our own, which tests may stop, pause or restart. */
 export interface RedisServerProcess {
+  /** `redis://127.0.0.1:{port}`, or with `tls`, `rediss://localhost:{port}` (the name its certificate is for). */
   url: string;
   port: number;
+  /** How a plain ioredis client reaches it (host, port, and with `tls` the CA to trust). */
+  connection: Pick<RedisOptions, 'host' | 'port' | 'tls'>;
   readonly pid: number;
   /** Whether the process is running (not killed, or restarted since). */
   readonly running: boolean;
@@ -92,23 +95,37 @@ export interface RedisServerOptions {
   clusterNode?: boolean;
   /** A cluster node's `cluster-node-timeout` (ms); 2000 by default. */
   clusterNodeTimeoutMs?: number;
+  /**
+   * TLS only (`--port 0 --tls-port {port}`, no client certificates asked for), with this
+   * certificate (`createTestCertificates`); a cluster node also speaks TLS on its cluster bus.
+   */
+  tls?: RedisServerTls;
+}
+
+/** A server certificate, its key, and the CA that signed it (PEM files; `ca` is the CA's text). */
+export interface RedisServerTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  ca: string;
 }
 
 /** redis-server on 127.0.0.1, nothing saved; a port taken between picking and binding is retried. */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerProcess> {
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
-    const args = options.clusterNode ? await clusterNodeArgs(options.clusterNodeTimeoutMs ?? 2000) : [];
+    const args = options.clusterNode ? await clusterNodeArgs(options.clusterNodeTimeoutMs ?? 2000, options.tls !== undefined) : [];
     try {
-      return await startRedisServerOn(port, args);
+      return await startRedisServerOn(port, args, options.tls);
     } catch (err) {
       if (options.port !== undefined || attempt >= 3 || !(err instanceof RedisExitedAtStart)) throw err;
     }
   }
 }
 
-async function clusterNodeArgs(nodeTimeoutMs: number): Promise<string[]> {
+async function clusterNodeArgs(nodeTimeoutMs: number, tls: boolean): Promise<string[]> {
   return [
+    ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
     '--cluster-enabled',
     'yes',
     '--cluster-port',
@@ -125,16 +142,21 @@ async function clusterNodeArgs(nodeTimeoutMs: number): Promise<string[]> {
 
 class RedisExitedAtStart extends Error {}
 
-async function startRedisServerOn(port: number, args: string[]): Promise<RedisServerProcess> {
+async function startRedisServerOn(port: number, args: string[], tls: RedisServerTls | undefined): Promise<RedisServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'wsgw-redis-'));
   const clients: Redis[] = [];
   let child: ChildProcess | undefined;
+  const listen = tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile,
+       '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  // The certificate names `localhost`: checked against that name whatever address is dialled.
+  const connection = { host: '127.0.0.1', port, ...(tls ? { tls: { ca: [tls.ca], servername: 'localhost' } } : {}) };
 
   const launch = async () => {
     child = spawn(
       ...dieWithParent('redis-server', [
-        '--port',
-        String(port),
+        ...listen,
         '--bind',
         '127.0.0.1',
         '--save',
@@ -148,7 +170,7 @@ async function startRedisServerOn(port: number, args: string[]): Promise<RedisSe
       { stdio: 'ignore' },
     );
     registerChild(child);
-    await waitForPing(port, child);
+    await waitForPing(connection, child);
   };
   try {
     await launch();
@@ -165,15 +187,16 @@ async function startRedisServerOn(port: number, args: string[]): Promise<RedisSe
     await exited;
   };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: tls ? `rediss://localhost:${port}` : `redis://127.0.0.1:${port}`,
     port,
+    connection,
     get pid() {
       return child?.pid ?? -1;
     },
     get running() {
       return child !== undefined && child.exitCode === null && child.signalCode === null;
     },
-    admin: () => track(clients, new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })),
+    admin: () => track(clients, new Redis({ ...connection, maxRetriesPerRequest: 1 })),
     kill,
     restart: launch,
     stop: async () => {
@@ -209,7 +232,8 @@ async function startRedisContainer(): Promise<TestRedis | undefined> {
  * Until this server answers; fails at once if it exited (say, its port was taken meanwhile), and
  * does not take another process' Redis on that port for it (`process_id` must be the child's).
  */
-async function waitForPing(port: number, child: ChildProcess): Promise<void> {
+async function waitForPing(connection: RedisServerProcess['connection'], child: ChildProcess): Promise<void> {
+  const { port } = connection;
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -217,8 +241,7 @@ async function waitForPing(port: number, child: ChildProcess): Promise<void> {
     }
     if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
     const probe = new Redis({
-      port,
-      host: '127.0.0.1',
+      ...connection,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,

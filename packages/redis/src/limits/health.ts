@@ -1,6 +1,6 @@
 import { Cluster, type Redis } from 'ioredis';
 import type { Logger } from '@wsgw/core';
-import type { RedisClient } from '../client.js';
+import { connectionProblem, type RedisClient } from '../client.js';
 
 export type HealthState = 'up' | 'down';
 
@@ -16,7 +16,9 @@ export interface RedisHealthOptions {
  * command or a dropped link turns it `down` at once, so later decisions skip Redis (and its
  * timeout) until a probe PING answers; recovery hooks (re-registering held slots) run before it
  * turns `up` again, so shared limits only apply once Redis knows every open socket; up hooks run
- * as it turns `up` (registering what came and went while the recovery hooks ran).
+ * as it turns `up` (registering what came and went while the recovery hooks ran). On a Cluster, a
+ * master whose link ends may be back, empty, before any check sees it gone: resync hooks run
+ * when Redis still answers after that (re-registering held slots).
  */
 export class RedisHealth {
   private current: HealthState = 'up';
@@ -28,6 +30,7 @@ export class RedisHealth {
   private readonly upHooks: Array<() => void> = [];
   private readonly downHooks: Array<() => void> = [];
   private readonly troubleHooks: Array<() => void> = [];
+  private readonly resyncHooks: Array<() => void> = [];
   private readonly probeIntervalMs: number;
   private readonly watch: NodeJS.Timeout;
 
@@ -41,6 +44,9 @@ export class RedisHealth {
     // ioredis reports errors here too; without a listener Node would treat them as unhandled.
     client.on('error', (err: Error) => this.log.debug({ err: { message: err.message } }, 'redis client error'));
     client.on('ready', () => this.probeSoon(0));
+    // An ioredis Cluster fires `close` only once every node is gone; one node's link ending is
+    // `-node` (ioredis drops the node from its pool and reconnects when it learns of it again).
+    if (client instanceof Cluster) client.on('-node', (node: Redis) => this.nodeLinkEnded(node));
     this.watch = setInterval(() => {
       if (this.current === 'up') this.answers().catch((err: unknown) => this.failed(err));
     }, options.watchIntervalMs ?? 1000);
@@ -77,9 +83,27 @@ export class RedisHealth {
     this.troubleHooks.push(hook);
   }
 
+  /**
+   * Runs when Redis answers but may have lost what it held since the last look: a Cluster master's
+   * link ended (crash, restart) and every hash slot answers again, maybe from a master restarted
+   * empty between two health checks (CONTRACT §2: held slots registered again within 5 s). Must
+   * not throw.
+   */
+  onResync(hook: () => void): void {
+    this.resyncHooks.push(hook);
+  }
+
   /** The first connection attempt failed or succeeded: start in the matching state. */
   startDown(): void {
     if (this.current === 'up') this.markDown(new Error('first connection to Redis failed'));
+    // A certificate or password refused is a configuration error to fix, not an outage to wait
+    // out: say which, at the same level (the `down` line says only "connection to Redis closed",
+    // and a Cluster client does not know: ioredis drops the cause with the connection).
+    void connectionProblem(this.client).then((problem) => {
+      if (problem !== undefined && !this.closed && this.current === 'down') {
+        this.log.warn({ err: { message: problem } }, 'redis: why the first connection failed');
+      }
+    });
     this.probeSoon(this.probeIntervalMs);
   }
 
@@ -124,6 +148,22 @@ export class RedisHealth {
       this.confirming = undefined;
     });
     return this.confirming;
+  }
+
+  /**
+   * A Cluster master's link ended. Whatever it held may be gone (trouble hooks: restore, not renew).
+   * Checked at once: if its hash slots do not answer, Redis is `down` and the recovery restores;
+   * if they do (it is back already, or it handed its slots over), the resync hooks restore now.
+   * A replica's link ending changes nothing this replica relies on.
+   */
+  private nodeLinkEnded(node: Redis): void {
+    if (this.closed || node.options.readOnly) return;
+    this.log.info({ node: `${node.options.host}:${node.options.port}` }, 'link to a redis cluster master ended; checking redis');
+    for (const hook of this.troubleHooks) hook();
+    if (this.current !== 'up') return;
+    void this.verify().then((answers) => {
+      if (answers && !this.closed && this.current === 'up') for (const hook of this.resyncHooks) hook();
+    });
   }
 
   private markDown(err: unknown): void {

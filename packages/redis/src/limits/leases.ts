@@ -35,8 +35,10 @@ interface PendingSlot {
  * members, checks both limits and takes the slot in one step, keyed by connection id, for every
  * acquisition of an event-loop turn at once. This
  * replica renews what it holds every third of a lease, so a crashed replica's slots run out by
- * themselves; a renewal that finds a slot gone (it was paused past its lease and the slot was
- * reaped) reports the connection as lost.
+ * themselves. A renewal that finds a slot gone tells why: if this replica renewed it too late for
+ * its lease (it was paused past it), the slot was reaped and may be someone else's, so the
+ * connection is reported lost; otherwise Redis lost it (restarted empty, failed over) and it is
+ * put back.
  *
  * Errors are thrown to the caller (the failover wrapper decides what a failure means) and
  * reported to `health`.
@@ -61,6 +63,11 @@ export class RedisConnectionLeases implements ConnectionLeases {
   readonly stats = { acquireCalls: 0, acquisitions: 0, releaseCalls: 0, releases: 0 };
   private timer: NodeJS.Timeout | undefined;
   private expectedAt = 0;
+  /**
+   * When the last renewal of every registered slot was sent (performance.now()): each of their
+   * leases ends a lease after that or later, so none can have run out before then.
+   */
+  private renewedAt = performance.now();
   /** This process stopped running long enough that its leases may have run out (SIGSTOP, stall). */
   private stalled = false;
   /** Redis was unreachable since the last sync: it may have lost our slots, put them back. */
@@ -85,6 +92,12 @@ export class RedisConnectionLeases implements ConnectionLeases {
     });
     health.onRecover(() => this.sync());
     health.onUp(this.syncLeftovers);
+    // Redis answers, but a node of it may have restarted empty meanwhile: put everything back now,
+    // not at the next heartbeat (CONTRACT §2: within 5 s).
+    health.onResync(() => {
+      this.mustRestore = true;
+      this.syncAfterRunning();
+    });
     this.schedule();
   }
 
@@ -250,14 +263,20 @@ export class RedisConnectionLeases implements ConnectionLeases {
    * may predate the change; syncs never overlap, so a release cannot pass a restore.
    */
   private readonly syncLeftovers = (): void => {
-    if (this.stopped || (this.adopted.size === 0 && this.unreleased.size === 0)) return;
+    if (this.adopted.size === 0 && this.unreleased.size === 0) return;
+    this.syncAfterRunning();
+  };
+
+  /** One more sync, after any sync still running (whose snapshots may predate what asks for it). */
+  private syncAfterRunning(): void {
+    if (this.stopped) return;
     const running = this.syncing?.catch(() => undefined) ?? Promise.resolve();
     void running
       .then(() => (this.stopped ? undefined : this.sync()))
       .catch(() => {
         // Reported to health by runSync: Redis is away again, and its recovery syncs everything.
       });
-  };
+  }
 
   private schedule(): void {
     if (this.stopped) return;
@@ -296,7 +315,9 @@ export class RedisConnectionLeases implements ConnectionLeases {
       if (this.mustRestore) {
         // Cleared first: a failure during the restore sets it again (health's trouble hook).
         this.mustRestore = false;
+        const sentAt = performance.now();
         await this.restore([...this.held]);
+        this.renewedAt = sentAt;
       } else {
         // Slots a fallback granted while Redis only seemed away: register them, then renew the rest.
         if (this.adopted.size > 0) {
@@ -315,21 +336,39 @@ export class RedisConnectionLeases implements ConnectionLeases {
     return userId === undefined ? [] : [[id, userId]];
   }
 
+  /**
+   * Renews every registered slot. A slot Redis no longer has is lost only if its lease may have run
+   * out: this process stalled (its timer fired far too late), or its last renewal went out a lease
+   * or more before this one's reply. Then another replica may have been given the slot, and its
+   * socket must close. Otherwise Redis dropped a live lease (a master restarted empty before any
+   * health check noticed, a failover that lost writes): the slot is put back, like any restore.
+   */
   private async refresh(): Promise<void> {
-    const lost: string[] = [];
+    const sentAt = performance.now();
+    const missing: Array<[string, string]> = [];
     // Adopted slots are not in Redis yet: absent there means "not registered", not "lost".
     const registered = [...this.held].filter(([id]) => !this.adopted.has(id));
     for (const batch of this.batches(registered)) {
       const ids = await this.client.wsgwSlotsRefresh(...this.batchArgs(batch, this.options.leaseMs));
       for (const id of ids) {
-        // Released while the call was out: not lost, just gone.
-        if (this.held.delete(id)) lost.push(id);
+        // Released while the call was out: not missing, just gone.
+        const userId = this.held.get(id);
+        if (userId !== undefined) missing.push([id, userId]);
       }
     }
-    if (lost.length > 0) {
-      this.log.warn({ lost: lost.length }, 'connection slots were taken over while this replica was away');
-      for (const handler of this.lostHandlers) handler(lost);
+    const mayHaveLapsed = this.stalled || performance.now() - this.renewedAt >= this.options.leaseMs;
+    this.renewedAt = sentAt;
+    if (missing.length === 0) return;
+    if (!mayHaveLapsed) {
+      this.log.warn({ missing: missing.length }, 'connection slots missing from redis before their leases ended (redis lost them); putting them back');
+      await this.restore(missing);
+      return;
     }
+    // A slot released while a later batch was out is gone, not lost.
+    const lost = missing.map(([id]) => id).filter((id) => this.held.delete(id));
+    if (lost.length === 0) return;
+    this.log.warn({ lost: lost.length }, 'connection slots were taken over while this replica was away');
+    for (const handler of this.lostHandlers) handler(lost);
   }
 
   /**

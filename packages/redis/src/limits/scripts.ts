@@ -24,6 +24,8 @@ declare module 'ioredis' {
 
 // src/limits -> src/lua from sources, dist/limits -> dist/lua when built (scripts/copy-lua.mjs).
 const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8');
+/** The scripts that write slot sets, with the `lengthen` they share (lib_lengthen.lua) in front. */
+const withLengthen = (name: string) => lua('lib_lengthen') + lua(name);
 
 const defined = new WeakSet<object>();
 
@@ -31,10 +33,10 @@ export function defineLimitScripts(client: RedisClient): void {
   if (defined.has(client)) return;
   defined.add(client);
   // Batches: the caller passes the key count first (one key per entry, all in one hash tag).
-  client.defineCommand('wsgwSlotsAcquire', { lua: lua('slots_acquire') });
+  client.defineCommand('wsgwSlotsAcquire', { lua: withLengthen('slots_acquire') });
   client.defineCommand('wsgwSlotsRelease', { lua: lua('slots_release') });
-  client.defineCommand('wsgwSlotsRefresh', { lua: lua('slots_refresh') });
-  client.defineCommand('wsgwSlotsRestore', { lua: lua('slots_restore') });
+  client.defineCommand('wsgwSlotsRefresh', { lua: withLengthen('slots_refresh') });
+  client.defineCommand('wsgwSlotsRestore', { lua: withLengthen('slots_restore') });
   client.defineCommand('wsgwRateConsume', { lua: lua('rate_consume') });
   // At light load the rate script's call is every message's decision: written at once, not a tick later.
   skipAutoPipeline(client, 'wsgwSlotsAcquire', 'wsgwSlotsRelease', 'wsgwRateConsume');

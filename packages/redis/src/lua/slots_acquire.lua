@@ -3,7 +3,9 @@
 -- atomic step. Idempotent by connection id: an acquisition retried after a lost reply finds its
 -- slot and renews it. Expired leases (their replica stopped heartbeating) are reaped first, so
 -- they do not count. One entry per acquisition, as slots_refresh and slots_release take them;
--- every key shares the {slots} hash tag.
+-- every key shares the {slots} hash tag. Keys of users (and clusters) nobody heartbeats any more
+-- vanish by themselves; their TTL is only ever lengthened (`lengthen`, from lib_lengthen.lua,
+-- prepended), as replicas with a longer lease may share them.
 --
 -- KEYS[1]       slots of every user          ZSET member = connection id, score = lease expiry (ms)
 -- KEYS[1 + i]   slots of the user of entry i ZSET, same members and scores
@@ -48,11 +50,10 @@ for i = 1, #ARGV - 3 do
   if code == 0 then
     redis.call('ZADD', KEYS[1], expiry, id)
     redis.call('ZADD', userKey, expiry, id)
-    -- Keys of users (and clusters) nobody heartbeats any more vanish by themselves.
-    redis.call('PEXPIRE', userKey, lease)
+    lengthen(userKey, lease)
     granted = true
   end
   results[i] = code
 end
-if granted then redis.call('PEXPIRE', KEYS[1], lease) end
+if granted then lengthen(KEYS[1], lease) end
 return results

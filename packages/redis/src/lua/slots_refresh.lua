@@ -1,8 +1,9 @@
 -- slots_refresh: a replica's heartbeat. Renews the leases of the slots it holds and reports the
--- ones it lost: a slot that is gone from KEYS[1] was reaped after its lease ran out (the replica
--- was paused too long) and may have been given to someone else, so its socket must close.
--- Carries one entry per held slot, hence a key count that varies with the batch; every key
--- shares the {slots} hash tag.
+-- ones that are gone: a slot missing from KEYS[1] was reaped after its lease ran out (the replica
+-- was paused too long, and the slot may have been given to someone else) or lost by Redis (a
+-- restart or failover); the replica tells which (docs/REDIS.md). Carries one entry per held slot,
+-- hence a key count that varies with the batch; every key shares the {slots} hash tag. Key TTLs
+-- are only lengthened, as in slots_acquire: other replicas' leases may be longer.
 --
 -- KEYS[1]       slots of every user    ZSET member = connection id, score = lease expiry (ms)
 -- KEYS[1 + i]   slots of the user of entry i
@@ -21,13 +22,11 @@ for i = 2, #ARGV do
   if redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[1], expiry, id)
     redis.call('ZADD', userKey, expiry, id)
-    redis.call('PEXPIRE', userKey, lease)
+    lengthen(userKey, lease)
   else
     redis.call('ZREM', userKey, id)
     lost[#lost + 1] = id
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], lease)
-end
+lengthen(KEYS[1], lease)
 return lost

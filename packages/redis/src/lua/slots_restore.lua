@@ -1,6 +1,7 @@
 -- slots_restore: after Redis was unreachable (or restarted empty), put back the slots this
 -- replica still holds, whatever the limits say: those sockets are open, and counting them is
--- what lets the shared limits apply again.
+-- what lets the shared limits apply again. Key TTLs are only lengthened, as in slots_acquire:
+-- other replicas' leases may be longer.
 --
 -- KEYS[1]       slots of every user    ZSET member = connection id, score = lease expiry (ms)
 -- KEYS[1 + i]   slots of the user of entry i
@@ -16,7 +17,7 @@ local added = 0
 for i = 2, #ARGV do
   added = added + redis.call('ZADD', KEYS[1], expiry, ARGV[i])
   redis.call('ZADD', KEYS[i], expiry, ARGV[i])
-  redis.call('PEXPIRE', KEYS[i], lease)
+  lengthen(KEYS[i], lease)
 end
-redis.call('PEXPIRE', KEYS[1], lease)
+lengthen(KEYS[1], lease)
 return added
