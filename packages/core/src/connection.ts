@@ -33,6 +33,8 @@ export abstract class Connection {
   private readonly tokenHigh: number;
   private readonly tokenLow: number | string;
   closed = false;
+  /** Frames of this socket whose rate decision has not come back yet (ConnectionHub.message). */
+  deciding = 0;
   private openedOffset = 0;
   /**
    * One field for the trace, two fewer per idle socket: the links to the upgrade span when the

@@ -24,6 +24,9 @@ import type {
 } from './ports.js';
 import { failSpan, SpanAttr, SpanNames, startServerSpan, traceCarrier, traceLogFields } from './tracing.js';
 
+/** retry_after_ms for a frame refused because too many of its socket's frames await a decision. */
+const UNDECIDED_RETRY_MS = 1000;
+
 export interface HubOptions {
   replicaId: string;
   maxMessagesPerMinute: number;
@@ -62,6 +65,8 @@ export class ConnectionHub {
    * sockets that had one (most never do, and an idle socket should cost nothing here).
    */
   private readonly denials = new WeakMap<Connection, number[]>();
+  /** Frames of every socket whose rate decision has not come back yet. */
+  private deciding = 0;
   private readonly sweeper: NodeJS.Timeout;
   private readonly keeper: NodeJS.Timeout | undefined;
 
@@ -86,6 +91,15 @@ export class ConnectionHub {
 
   get pendingCount(): number {
     return this.pending.size;
+  }
+
+  /**
+   * Messages that may still get an outcome on an open socket: those whose rate decision is still
+   * on its way, and requests awaiting replies for sockets still open (the shutdown drain waits on
+   * this; a request of a closed socket has nobody left to answer).
+   */
+  get unanswered(): number {
+    return this.deciding + this.pending.countOpen();
   }
 
   /** The transport's socket for an admitted upgrade has opened; core tracks it until `closed`. */
@@ -128,10 +142,22 @@ export class ConnectionHub {
       span.setAttribute(SpanAttr.connectionId, connection.id);
       span.setAttribute(SpanAttr.userId, connection.userId);
     }
+    // A socket with more frames awaiting their decision than a minute's limit (Redis slow to
+    // answer, a client flooding meanwhile) is refused here, without holding the frame: at most
+    // that many of them could be allowed anyway, and each one waiting holds its text in memory.
+    if (connection.deciding >= this.options.maxMessagesPerMinute) {
+      this.rateLimited(connection, text, UNDECIDED_RETRY_MS, span);
+      endSpan(span, MessageErrorCode.rateLimited, false);
+      return;
+    }
+    connection.deciding++;
+    this.deciding++;
     // Every frame counts toward the rate limit, valid or not (CONTRACT §5). The span is passed
     // down, not made active: decisions are batched across messages, so no Redis call belongs to
     // this span alone.
     this.deps.rates.consume(connection.userId, (decision, err) => {
+      connection.deciding--;
+      this.deciding--;
       try {
         this.handle(connection, text, span, decision, err);
       } catch (thrown) {

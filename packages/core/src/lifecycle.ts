@@ -69,8 +69,9 @@ export class Lifecycle {
   private async runShutdown(closables: readonly Closable[], beforeClose?: () => Promise<void>): Promise<void> {
     this.phase = 'draining';
     this.log.info({ open: this.hub.openCount, pending: this.hub.pendingCount, drain_ms: this.drainMs }, 'draining');
-    const deadline = Date.now() + this.drainMs;
-    while (this.hub.openCount > 0 && this.hub.pendingCount > 0 && Date.now() < deadline) {
+    // On the monotonic clock: a wall-clock step during the drain must not stretch or cut it.
+    const deadline = performance.now() + this.drainMs;
+    while (this.hub.openCount > 0 && this.hub.unanswered > 0 && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     this.hub.closeAll(1001, 'server shutting down');

@@ -88,6 +88,13 @@ export class PendingRequests {
     else this.byId.delete(requestId);
   }
 
+  /** How many requests wait for replies on sockets still open. */
+  countOpen(): number {
+    let open = this.publishing !== undefined && !this.publishingDone && !this.publishing.connection.closed ? 1 : 0;
+    for (const entry of this.byId.values()) if (!entry.connection.closed) open++;
+    return open;
+  }
+
   /** The connections that have a request waiting for (more of) its replies, each once. */
   waitingConnections(): Set<Connection> {
     const connections = new Set<Connection>();

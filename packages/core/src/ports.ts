@@ -4,12 +4,16 @@
  * A denial is a value; an Error means the backing store could not answer.
  */
 
-/** Milliseconds on a monotonic-enough wall clock. Shared windows use Redis TIME instead. */
+/**
+ * Milliseconds on a monotonic clock, for durations and deadlines only (never a date): a step of
+ * the wall clock (NTP, an operator, a VM resumed) must not move a reply deadline by the step.
+ * Shared windows use Redis TIME instead.
+ */
 export interface Clock {
   now(): number;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = { now: () => performance.now() };
 
 /** The subset of pino's API core uses; a pino logger satisfies it. */
 export interface Logger {

@@ -179,6 +179,26 @@ describe('ConnectionHub: one outcome per message', () => {
     expect(s.socket.sent).toHaveLength(1);
   });
 
+  it('refuses, without holding them, frames past a minute\'s limit still awaiting their decision', async () => {
+    const s = setup(5);
+    hub = s.hub;
+    // A rate limiter that has not answered yet (Redis slow, a failover): decisions wait.
+    const waiting: Array<(d: { allowed: true }) => void> = [];
+    s.deps.rates.consume = (_user, done) => {
+      waiting.push(() => done({ allowed: true }));
+    };
+    for (let i = 0; i < 8; i++) s.hub.message(s.connection, msg({ id: `f${i}` }));
+    // Before: all 8 waited (a flood held every frame in memory until Redis answered).
+    expect(waiting).toHaveLength(5);
+    expect(s.socket.sent).toEqual([0, 1, 2].map(() => expect.objectContaining({ type: 'error', code: 'rate_limited', retry_after_ms: 1000 })));
+    expect(s.socket.sent.map((f) => f['in_reply_to'])).toEqual(['f5', 'f6', 'f7']);
+    for (const decide of waiting.splice(0)) decide({ allowed: true });
+    expect(s.deps.bus.published).toHaveLength(5);
+    // Decided: the socket may have that many waiting again.
+    s.hub.message(s.connection, msg({ id: 'g0' }));
+    expect(waiting).toHaveLength(1);
+  });
+
   it('rate-limited frames get rate_limited with retry_after_ms; the socket stays open', async () => {
     const s = setup(5);
     hub = s.hub;
