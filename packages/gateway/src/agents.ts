@@ -31,7 +31,7 @@ export function memoryAgentBus(
   log: Logger,
   extraAgents?: Readonly<Record<string, AgentHandler>>,
 ): MemoryAgentBus {
-  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue }, log);
+  const bus = new MemoryAgentBus({ maxInFlightPerType: config.agentMaxQueue, giveUpAfterMs: config.agentReplyTimeoutSeconds * 1000 }, log);
   for (const [name, agent] of inProcessAgents(config, extraAgents)) bus.register(name, agent);
   return bus;
 }

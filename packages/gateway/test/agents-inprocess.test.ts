@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { redisKeys } from '@wsgw/redis';
 import {
   open,
+  startTestGateway,
   spawnAgentWorker,
   spawnGateway,
   startRedisServer,
@@ -87,5 +88,36 @@ describe('built-in agents in Redis mode (processes)', () => {
     expect(await admin.exists(keys.agentRequests('remote-echo'))).toBe(1);
     expect(await admin.xlen(keys.agentRequests('remote-echo'))).toBe(0);
     expect(worker.logs().some((l) => l['level'] === 50 || l['level'] === 'error')).toBe(false);
+  });
+});
+
+/**
+ * In-process agents keep the AGENT_MAX_QUEUE bound by counting a request until its handler
+ * settles. A hung handler never settles: before, once AGENT_MAX_QUEUE requests had hung the type
+ * answered `unavailable` for the life of the process. A handler silent for
+ * AGENT_REPLY_TIMEOUT_SECONDS (its request has had agent_timeout) now gives its slot back.
+ */
+describe('hung in-process handlers and AGENT_MAX_QUEUE', () => {
+  it('requests that already timed out do not keep the agent type refused', async () => {
+    let calls = 0;
+    const gw = await startTestGateway(
+      { AGENT_MAX_QUEUE: '2', AGENT_REPLY_TIMEOUT_SECONDS: '1' },
+      // The first two requests hang (a stuck downstream call); later ones answer.
+      { flaky: (request) => (++calls <= 2 ? new Promise<string>(() => {}) : Promise.resolve(`ok ${request.message}`)) },
+    );
+    try {
+      const c = await open(gw.wsUrl('queue-leak'));
+      c.send({ agent_type: 'flaky', message: 'a', id: 'q1' });
+      c.send({ agent_type: 'flaky', message: 'b', id: 'q2' });
+      const outcomes = [await c.next(5_000), await c.next(5_000)];
+      expect(outcomes.map((f) => f['code'])).toEqual(['agent_timeout', 'agent_timeout']);
+      // Both have had their outcome; the slots come back within a sweep (1 s).
+      await new Promise((r) => setTimeout(r, 1_500));
+      c.send({ agent_type: 'flaky', message: 'c', id: 'q3' });
+      expect(await c.next(5_000)).toMatchObject({ type: 'response', in_reply_to: 'q3', message: 'ok c' });
+      await c.close();
+    } finally {
+      await gw.stop();
+    }
   });
 });
