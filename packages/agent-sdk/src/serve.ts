@@ -1,5 +1,6 @@
 import { pino } from 'pino';
-import type { AgentHandler, Logger } from '@wsgw/core';
+import { AGENT_TYPE_RULE, isAgentType, type AgentHandler, type Logger } from '@wsgw/core';
+import { parseRedisUrl } from '@wsgw/redis';
 import { LOG_REDACT_PATHS, serializeError, startTelemetry, traceFields } from '@wsgw/telemetry';
 import { AgentWorker, defaultWorkerId, type AgentWorkerOptions } from './worker.js';
 
@@ -23,13 +24,20 @@ export type ServeOptions = Partial<Omit<AgentWorkerOptions, 'agentType' | 'handl
 export async function serveAgent(agentType: string, handler: AgentHandler, options: ServeOptions = {}): Promise<AgentWorker> {
   const env = options.env ?? process.env;
   const problems: string[] = [];
+  // A type no client message can name would serve nothing, while counting as live.
+  if (!isAgentType(agentType)) problems.push(`AGENT_TYPE: ${JSON.stringify(agentType)} must be ${AGENT_TYPE_RULE}`);
   const redisUrl = options.redisUrl ?? env['REDIS_URL'];
   if (!redisUrl) problems.push("REDIS_URL: is required (redis:// or rediss:// URL of the gateways' Redis)");
+  else if (!redisUrlParses(redisUrl)) problems.push("REDIS_URL: must be a URL starting with redis:// or rediss://");
+  const logLevel = env['LOG_LEVEL']?.trim() || 'info';
+  if (options.log === undefined && !(logLevel in pino.levels.values) && logLevel !== 'silent') {
+    problems.push(`LOG_LEVEL: must be one of ${[...Object.keys(pino.levels.values), 'silent'].join(', ')} (got ${JSON.stringify(logLevel)})`);
+  }
   const num = (name: string, value: string | undefined): number | undefined => {
     if (value === undefined || value.trim() === '') return undefined;
-    const n = Number(value);
-    if (Number.isFinite(n) && n >= 0) return n;
-    problems.push(`${name}: must be a non-negative number of ${name === 'AGENT_CONCURRENCY' ? 'requests' : 'milliseconds'}`);
+    // Whole numbers, as the gateway's: Redis refuses `COUNT 2.5` or `IDLE 2000.5` at every call.
+    if (/^\d+$/.test(value.trim())) return Number(value.trim());
+    problems.push(`${name}: must be a whole number of ${name === 'AGENT_CONCURRENCY' ? 'requests' : 'milliseconds'}`);
     return undefined;
   };
   const tuning = {
@@ -45,9 +53,9 @@ export async function serveAgent(agentType: string, handler: AgentHandler, optio
     process.exit(2);
   }
   // One id for the worker's Redis identity (consumer, lease) and its telemetry, so they match.
-  const workerId = options.workerId ?? env['AGENT_WORKER_ID'] ?? defaultWorkerId();
+  const workerId = options.workerId ?? (env['AGENT_WORKER_ID']?.trim() || defaultWorkerId());
   const telemetry = startTelemetry({ env, replicaId: workerId, defaultServiceName: 'agent-worker' });
-  const log = options.log ?? createWorkerLogger(env['LOG_LEVEL'] ?? 'info');
+  const log = options.log ?? createWorkerLogger(logLevel);
   const worker = new AgentWorker({
     agentType,
     handler,
@@ -94,3 +102,11 @@ export function createWorkerLogger(level = 'info'): Logger {
   });
 }
 
+function redisUrlParses(url: string): boolean {
+  try {
+    parseRedisUrl(url);
+    return true;
+  } catch {
+    return false;
+  }
+}

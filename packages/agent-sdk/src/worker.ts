@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { runAgentHandler, type AgentHandler, type AgentRequest, type Logger } from '@wsgw/core';
+import { AGENT_TYPE_RULE, isAgentType, runAgentHandler, type AgentHandler, type AgentRequest, type Logger } from '@wsgw/core';
 import {
   AgentStreams,
   connectRedis,
@@ -88,12 +88,16 @@ export class AgentWorker {
   private failures = 0;
 
   constructor(private readonly options: AgentWorkerOptions) {
+    if (!isAgentType(options.agentType)) {
+      throw new Error(`agent type ${JSON.stringify(options.agentType)} must be ${AGENT_TYPE_RULE}: no client message could name it`);
+    }
     this.agentType = options.agentType;
     this.workerId = options.workerId ?? defaultWorkerId();
-    this.concurrency = Math.max(1, options.concurrency ?? 64);
-    this.heartbeatMs = Math.max(100, options.heartbeatMs ?? 2000);
+    // Whole numbers: they reach Redis as COUNT and IDLE arguments, which refuse fractions.
+    this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 64));
+    this.heartbeatMs = Math.max(100, Math.floor(options.heartbeatMs ?? 2000));
     // Own entries are renewed every beat; the timeout must leave room for a late beat.
-    this.claimIdleMs = Math.max(2 * this.heartbeatMs, options.claimIdleMs ?? 10_000);
+    this.claimIdleMs = Math.max(2 * this.heartbeatMs, Math.floor(options.claimIdleMs ?? 10_000));
     this.handlerIdleMs = options.handlerIdleTimeoutMs ?? 120_000;
     // Hung handler -> released after this, taken over one visibility timeout later (CONTRACT §6:
     // another worker answers within 30 s with the defaults: 15 s + 10 s + a claim sweep).

@@ -108,4 +108,19 @@ describe('the example echo worker process', () => {
     const failed = spawnAgentWorker({ REDIS_URL: redis.url, AGENT_CONCURRENCY: 'lots', AGENT_HEARTBEAT_MS: '-5' });
     await expect(failed).rejects.toThrow(/config error: AGENT_CONCURRENCY: .*\n?.*config error: AGENT_HEARTBEAT_MS: /s);
   });
+
+  // Before: each of these started, logged "agent worker serving" and counted as live, yet served
+  // nothing (Redis refused COUNT 2.5 / IDLE 2000.5 at every read or claim; no client message can
+  // name "shout " or "team/shout"), or died with a stack trace (LOG_LEVEL, REDIS_URL).
+  it.each([
+    [{ AGENT_CONCURRENCY: '2.5' }, 'AGENT_CONCURRENCY: must be a whole number'],
+    [{ AGENT_CLAIM_IDLE_MS: '2000.5' }, 'AGENT_CLAIM_IDLE_MS: must be a whole number'],
+    [{ AGENT_TYPE: 'shout ' }, 'AGENT_TYPE: "shout " must be'],
+    [{ AGENT_TYPE: 'team/shout' }, 'AGENT_TYPE: "team/shout" must be'],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL: must be one of'],
+    [{ REDIS_URL: 'http://127.0.0.1:6379' }, 'REDIS_URL: must be a URL starting with redis://'],
+  ])('refuses %o with a config error line, before serving', async (env, line) => {
+    const failed = spawnAgentWorker({ REDIS_URL: redis.url, ...env });
+    await expect(failed).rejects.toThrow(`config error: ${line}`);
+  });
 });

@@ -7,9 +7,9 @@ export type AgentOutput = Pick<AgentReply, 'kind' | 'message' | 'done'>;
 
 /**
  * Runs one agent handler and hands its replies to `emit` in the order produced: a returned value
- * (or the value of a returned promise) becomes one `response`; an async iterable becomes `chunk`s,
- * the last with `done: true`. Shared by the in-process bus and agent-sdk workers, so built-in and
- * remote agents behave alike. A handler that returns a plain value with no trace to continue runs
+ * (or the value of a returned promise) becomes one `response`; an async iterable or a generator
+ * (returned, or the value of a returned promise) becomes `chunk`s, the last with `done: true`.
+ * Shared by the in-process bus and agent-sdk workers, so built-in and remote agents behave alike. A handler that returns a plain value with no trace to continue runs
  * to the end before this returns `undefined`: no promise on the path of a built-in echo. Otherwise
  * the promise settles when the handler is done; it rejects (or this throws) when the handler
  * throws, and what that means (log, retry, time out) is the caller's call.
@@ -51,26 +51,52 @@ function runHandler(
   emit: (output: AgentOutput) => void,
 ): Promise<void> | undefined {
   const result = handler(request);
-  if (isAsyncIterable(result)) return streamChunks(result, emit);
+  if (isStream(result)) return streamChunks(result, emit);
   if (isThenable(result)) {
-    return Promise.resolve(result).then((message) => emit({ kind: 'response', message }));
+    // `async (r) => await llm.stream(r)`: a promise of a stream streams too.
+    return Promise.resolve(result).then((message) => (isStream(message) ? streamChunks(message, emit) : emit({ kind: 'response', message })));
   }
   emit({ kind: 'response', message: result });
   return undefined;
 }
 
-async function streamChunks(result: AsyncIterable<unknown>, emit: (output: AgentOutput) => void): Promise<void> {
-  // Each chunk is held back by one so the last can carry done: true.
-  let previous: { value: unknown } | undefined;
-  for await (const chunk of result) {
-    if (previous) emit({ kind: 'chunk', message: previous.value, done: false });
-    previous = { value: chunk };
+const SLOW = Symbol('slow');
+/** Resolves with SLOW once the current event-loop turn is over (its promise jobs included). */
+const afterTurn = (): Promise<typeof SLOW> => new Promise((resolve) => setImmediate(resolve, SLOW));
+
+/**
+ * Each chunk goes out as soon as the stream has produced the next one, so the last can carry
+ * `done: true`; a chunk the stream is slow to follow (the next one is not ready within this turn:
+ * the agent is working) goes out at once, and a stream that then ends sends an empty final chunk
+ * (`""`, `done: true`). A chunk yielded before the stream throws is sent before the error.
+ */
+async function streamChunks(stream: AsyncIterable<unknown> | Iterable<unknown>, emit: (output: AgentOutput) => void): Promise<void> {
+  const iterator = Symbol.asyncIterator in stream ? (stream as AsyncIterable<unknown>)[Symbol.asyncIterator]() : (stream as Iterable<unknown>)[Symbol.iterator]();
+  let held: { value: unknown } | undefined;
+  try {
+    for (;;) {
+      const next = Promise.resolve(iterator.next());
+      let step = held ? await Promise.race([next, afterTurn()]) : await next;
+      if (step === SLOW) {
+        emit({ kind: 'chunk', message: (held as { value: unknown }).value, done: false });
+        held = undefined;
+        step = await next;
+      }
+      if (step.done) break;
+      if (held) emit({ kind: 'chunk', message: held.value, done: false });
+      held = { value: step.value };
+    }
+  } catch (err) {
+    if (held) emit({ kind: 'chunk', message: held.value, done: false });
+    throw err;
   }
-  emit({ kind: 'chunk', message: previous?.value ?? '', done: true });
+  emit({ kind: 'chunk', message: held ? held.value : '', done: true });
 }
 
-function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+/** An async iterable, or a generator object (`function*`): streamed. Strings and arrays are values. */
+function isStream(value: unknown): value is AsyncIterable<unknown> | Iterable<unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  return Symbol.asyncIterator in value || Object.prototype.toString.call(value) === '[object Generator]';
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

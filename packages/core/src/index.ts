@@ -10,3 +10,5 @@ export * from './builtin-agents.js';
 export * from './agent-runner.js';
 export * from './tracing.js';
 export * from './ids.js';
+// Agent workers (agent-sdk) check their agent type by the rule clients' messages are checked by.
+export { AGENT_TYPE_RULE, isAgentType } from '@wsgw/protocol';

@@ -15,6 +15,14 @@ export type ParseResult =
 
 /** Agent types become Redis Stream key parts and metric attributes: keep them tame. */
 const AGENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
+/** What an agent type may be (clients' messages, agent workers' settings): the same rule for both. */
+export const AGENT_TYPE_RULE = '1-64 characters of letters, digits, _ . : - (starting with a letter or digit)';
+
+/** Whether `name` can be an agent type that clients may address. */
+export function isAgentType(name: string): boolean {
+  return AGENT_TYPE.test(name);
+}
 const MAX_ID_LENGTH = 256;
 
 /**
@@ -43,7 +51,7 @@ export function parseClientMessage(text: string): ParseResult {
     typeof agentType !== 'string'
       ? 'agent_type must be a string'
       : !AGENT_TYPE.test(agentType)
-        ? 'agent_type must be 1-64 characters of letters, digits, _ . : -'
+        ? `agent_type must be ${AGENT_TYPE_RULE}`
         : typeof message !== 'string'
           ? 'message must be a string'
           : (optionalStringProblem('conversation_id', conversationId) ??
