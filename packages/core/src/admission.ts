@@ -21,6 +21,7 @@ import {
   startServerSpan,
   traceLogFields,
 } from './tracing.js';
+import { SessionCheckGate, type UpgradeThrottle } from './upgrade-throttle.js';
 
 /** Longer tokens are refused before any validator sees them. */
 export const MAX_TOKEN_LENGTH = 8192;
@@ -43,6 +44,8 @@ export interface AdmissionTicket {
   path: string;
   origin: string | undefined;
   tokenHash: string;
+  /** The client's address (its security log lines name it). */
+  remoteAddress?: string | undefined;
   /** The upgrade's span, which the connection's message spans link to. */
   traceContext?: SpanContext | undefined;
 }
@@ -60,13 +63,7 @@ export type Admission =
   /** The client left during the checks; whatever was taken has been given back. */
   | { admitted: false; rejection: null };
 
-/** Guards token guessing: failed session checks per address, denied before validating. */
-export interface UpgradeThrottle {
-  /** May this address try a session now? */
-  allows(remoteAddress: string): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }>;
-  /** Records a failed session check from this address. */
-  failed(remoteAddress: string): Promise<void>;
-}
+export * from './upgrade-throttle.js';
 
 export interface AdmissionDeps {
   origins: OriginPolicy;
@@ -95,8 +92,12 @@ export class UpgradeAdmission {
   /** Session backend outages: one warning per OUTAGE_LOG_MS, with how many refusals it stands for. */
   private outageLoggedAt = -Infinity;
   private outageRefusals = 0;
+  /** Session checks in flight per address, kept within the failures the throttle still allows. */
+  private readonly sessionChecks: SessionCheckGate | undefined;
 
-  constructor(private readonly deps: AdmissionDeps) {}
+  constructor(private readonly deps: AdmissionDeps) {
+    this.sessionChecks = deps.throttle ? new SessionCheckGate(deps.throttle) : undefined;
+  }
 
   /**
    * One `ws.upgrade` span per call (continuing the client's `traceparent`), with the session and
@@ -153,50 +154,53 @@ export class UpgradeAdmission {
       const tokenHash = tokenFingerprint(token);
       if (span.isRecording()) span.setAttribute(SpanAttr.tokenHash, tokenHash);
 
-      if (deps.throttle) {
-        const verdict = await deps.throttle.allows(req.remoteAddress);
-        if (abort.aborted) return this.aborted(span);
-        if (!verdict.allowed) {
+      const { sessionChecks } = this;
+      if (sessionChecks) {
+        const turn = await sessionChecks.enter(req.remoteAddress, abort);
+        if (turn.kind === 'aborted') return this.aborted(span);
+        if (turn.kind === 'refused') {
           deps.log.warn(
-            {
-              event: 'security.session_invalid',
-              reason: 'too_many_failures',
-              path: req.path,
-              ip: req.remoteAddress,
-              ...traced,
-            },
-            'upgrade refused: too many failed session checks from this address',
+            { event: 'security.session_invalid', reason: turn.reason, path: req.path, ip: req.remoteAddress, ...traced },
+            turn.reason === 'too_many_failures'
+              ? 'upgrade refused: too many failed session checks from this address'
+              : 'upgrade refused: too many upgrades from this address waiting for a session check',
           );
-          return this.reject(span, req, 'too_many_upgrades', verdict.retryAfterMs);
+          return this.reject(span, req, 'too_many_upgrades', turn.retryAfterMs);
         }
       }
 
       let result: SessionResult;
+      // The turn lasts until the failure is recorded: the throttle's count must include it before
+      // the address's next check starts.
       try {
-        result = await (hasTrace(span)
-          ? inChildSpan(SpanNames.sessionValidate, span, async (child) => {
-              const r = await deps.sessions.validate(token);
-              if (child.isRecording()) {
-                child.setAttribute('wsgw.session.validator', deps.sessions.kind);
-                child.setAttribute('wsgw.session.valid', r.valid);
-              }
-              return r;
-            })
-          : deps.sessions.validate(token));
-      } catch (err) {
-        if (!(err instanceof SessionBackendUnavailableError)) {
-          deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
-        } else {
-          this.logOutage(err);
+        try {
+          result = await (hasTrace(span)
+            ? inChildSpan(SpanNames.sessionValidate, span, async (child) => {
+                const r = await deps.sessions.validate(token);
+                if (child.isRecording()) {
+                  child.setAttribute('wsgw.session.validator', deps.sessions.kind);
+                  child.setAttribute('wsgw.session.valid', r.valid);
+                }
+                return r;
+              })
+            : deps.sessions.validate(token));
+        } catch (err) {
+          if (!(err instanceof SessionBackendUnavailableError)) {
+            deps.log.error({ err, path: req.path, token_hash: tokenHash, ...traced }, 'session validator failed');
+          } else {
+            this.logOutage(err);
+          }
+          if (abort.aborted) return this.aborted(span);
+          // CONTRACT §4 puts draining before unavailable: a replica going away says so first.
+          return this.reject(span, req, deps.isDraining() ? 'draining' : 'unavailable');
         }
-        if (abort.aborted) return this.aborted(span);
-        // CONTRACT §4 puts draining before unavailable: a replica going away says so first.
-        return this.reject(span, req, deps.isDraining() ? 'draining' : 'unavailable');
-      }
-      if (!result.valid) {
-        this.logSessionInvalid(req, result.reason, tokenHash, traced);
-        if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
-        return abort.aborted ? this.aborted(span) : this.reject(span, req, 'session_invalid');
+        if (!result.valid) {
+          this.logSessionInvalid(req, result.reason, tokenHash, traced);
+          if (deps.throttle) await deps.throttle.failed(req.remoteAddress);
+          return abort.aborted ? this.aborted(span) : this.reject(span, req, 'session_invalid');
+        }
+      } finally {
+        sessionChecks?.leave(req.remoteAddress);
       }
       if (abort.aborted) return this.aborted(span);
 
@@ -232,6 +236,7 @@ export class UpgradeAdmission {
               reason: decision.reason,
               path: req.path,
               origin: req.origin,
+              ip: req.remoteAddress,
               user_id: userId,
               token_hash: tokenHash,
               ...traced,
@@ -249,7 +254,7 @@ export class UpgradeAdmission {
       }
       return this.settle(span, {
         admitted: true,
-        ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash },
+        ticket: { connectionId, userId, path: req.path, origin: deps.origins.shared(req.origin), tokenHash, remoteAddress: req.remoteAddress },
       });
     } catch (err) {
       this.deps.metrics.connectionError(req.path, 'upgrade_failed');

@@ -25,6 +25,8 @@ export abstract class Connection {
   readonly userId: string;
   readonly path: string;
   readonly origin: string | undefined;
+  /** The client's address, as admission resolved it (security log lines). */
+  readonly ip: string | undefined;
   /**
    * The token hash (tokenFingerprint's 12 hex digits) as two 24-bit halves, small integers kept in
    * the object itself: as a string it cost every idle socket 32 B. A hash of any other form is kept
@@ -55,6 +57,7 @@ export abstract class Connection {
     this.userId = ticket.userId;
     this.path = ticket.path;
     this.origin = ticket.origin;
+    this.ip = ticket.remoteAddress;
     const hash = ticket.tokenHash;
     const packed = FINGERPRINT.test(hash);
     this.tokenHigh = packed ? parseInt(hash.slice(0, 6), 16) : 0;

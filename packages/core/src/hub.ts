@@ -152,6 +152,8 @@ export class ConnectionHub {
     }
     connection.deciding++;
     this.deciding++;
+    // Reply latency counts from here: the wait for the rate decision is the client's wait too.
+    const receivedAt = this.deps.clock.now();
     // Every frame counts toward the rate limit, valid or not (CONTRACT §5). The span is passed
     // down, not made active: decisions are batched across messages, so no Redis call belongs to
     // this span alone.
@@ -159,7 +161,7 @@ export class ConnectionHub {
       connection.deciding--;
       this.deciding--;
       try {
-        this.handle(connection, text, span, decision, err);
+        this.handle(connection, text, span, decision, err, receivedAt);
       } catch (thrown) {
         this.failed(connection, span, thrown);
       }
@@ -174,7 +176,14 @@ export class ConnectionHub {
   }
 
   /** Every outcome ends the span, except a request handed to an agent (its replies end it). */
-  private handle(connection: Connection, text: string | null, span: Span, decision: RateDecision | null, err: unknown): void {
+  private handle(
+    connection: Connection,
+    text: string | null,
+    span: Span,
+    decision: RateDecision | null,
+    err: unknown,
+    receivedAt: number,
+  ): void {
     const { deps } = this;
     if (decision === null) {
       // During an outage in `closed` mode every message lands here: one line each would flood the log.
@@ -208,20 +217,19 @@ export class ConnectionHub {
       endSpan(span, MessageErrorCode.invalidMessage, false);
       return;
     }
-    this.route(connection, parsed.value, span);
+    this.route(connection, parsed.value, span, receivedAt);
   }
 
-  private route(connection: Connection, msg: ClientMessage, span: Span): void {
+  private route(connection: Connection, msg: ClientMessage, span: Span, receivedAt: number): void {
     const { deps } = this;
     const requestId = this.requestIds.next();
-    const now = deps.clock.now();
     if (span.isRecording()) {
       span.setAttribute(SpanAttr.agentType, msg.agent_type);
       if (msg.pillar !== undefined) span.setAttribute(SpanAttr.pillar, msg.pillar);
       span.setAttribute(SpanAttr.requestId, requestId);
     }
     // Registered before publishing: an in-process agent may reply before publish returns.
-    this.pending.add(requestId, connection, msg.agent_type, msg.conversation_id, msg.id, now, span);
+    this.pending.add(requestId, connection, msg.agent_type, msg.conversation_id, msg.id, receivedAt, span);
     let result: PublishResult | Promise<PublishResult>;
     try {
       result = deps.bus.publish({
@@ -279,6 +287,8 @@ export class ConnectionHub {
           user_id: connection.userId,
           connection_id: connection.id,
           path: connection.path,
+          origin: connection.origin,
+          ip: connection.ip,
           token_hash: connection.tokenHash,
           closing: exceeded,
           ...traceLogFields(span),

@@ -176,7 +176,7 @@ describe('UpgradeAdmission: the checks of CONTRACT §4, in order', () => {
       isDraining: () => false,
       isUnavailable: () => false,
       throttle: {
-        allows: async () => (failures >= 2 ? { allowed: false, retryAfterMs: 30_000 } : { allowed: true }),
+        allows: async () => (failures >= 2 ? { allowed: false, retryAfterMs: 30_000 } : { allowed: true, remaining: 2 - failures }),
         failed: async () => {
           failures++;
         },

@@ -11,6 +11,7 @@ import {
   redisKeys,
   RedisRateLimiter,
   RedisTooSlowError,
+  RedisUpgradeThrottle,
   type RedisClient,
 } from '@wsgw/redis';
 import { findRedis, uniquePrefix, waitFor, type TestRedis } from '@wsgw/testkit';
@@ -641,5 +642,28 @@ describe('RedisRateLimiter, two replicas sharing the windows', () => {
     expect(decisions[1500]!.retryAfterMs).toBeGreaterThan(59_000);
     const keys = redisKeys(prefix);
     expect(await c.llen(keys.rateLog(keys.rateShardOf('bulk'), 'bulk', { perSecond: 1600, perMinute: 1500 }))).toBe(1500);
+  });
+});
+
+describe('RedisUpgradeThrottle, two replicas sharing the failures of an address', () => {
+  async function throttle(prefix: string) {
+    return new RedisUpgradeThrottle(await client(), quiet, { keys: redisKeys(prefix), failures: 3, windowSeconds: 60 });
+  }
+
+  it('answers from the count its own failures returned: failures left, then a refusal within the window', async () => {
+    const prefix = uniquePrefix('throttle');
+    const [a, b] = [await throttle(prefix), await throttle(prefix)];
+    expect(await a.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
+    await a.failed('198.51.100.7');
+    expect(await a.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 2 });
+    // The other replica has heard nothing yet (no Redis call per upgrade); its own failure tells it.
+    expect(await b.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
+    await b.failed('198.51.100.7');
+    expect(await b.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 1 });
+    await a.failed('198.51.100.7');
+    const refused = await a.allows('198.51.100.7');
+    expect(refused.allowed).toBe(false);
+    if (!refused.allowed) expect(refused.retryAfterMs).toBeLessThanOrEqual(60_000);
+    expect(await a.allows('203.0.113.9')).toEqual({ allowed: true, remaining: 3 });
   });
 });

@@ -1,5 +1,5 @@
 import type { Attributes, Counter, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
-import { noopMetrics, type AgentQueueReader, type GatewayMetrics } from '@wsgw/core';
+import { noopMetrics, normalizeOrigin, type AgentQueueReader, type GatewayMetrics } from '@wsgw/core';
 import {
   AttributeCache,
   BoundedAttributes,
@@ -146,7 +146,9 @@ export class OtelGatewayMetrics implements GatewayMetrics {
   constructor(options: OtelMetricsOptions) {
     const { meter } = options;
     const maxAgentSeries = options.maxAgentSeries ?? 200;
-    this.known = new Set(options.knownOrigins.filter((o) => o !== '*'));
+    // Compared as the upgrade check compares them (case, a trailing slash): CORS_ORIGINS may say
+    // `https://App.example.com/` of what browsers send as `https://app.example.com`.
+    this.known = new Set(options.knownOrigins.filter((o) => o !== '*').map(normalizeOrigin));
 
     this.accepted = meter.createCounter(MetricNames.connectionAccepted, {
       description: 'WebSocket upgrades accepted (sockets opened)',
@@ -285,7 +287,8 @@ export class OtelGatewayMetrics implements GatewayMetrics {
   }
 
   connectionClosed(path: string, durationMs: number, origin: string | undefined, code: number): void {
-    const originClass = origin === undefined ? NONE : this.known.has(origin) ? origin : OTHER;
+    const listed = origin === undefined ? undefined : normalizeOrigin(origin);
+    const originClass = listed === undefined ? NONE : this.known.has(listed) ? listed : OTHER;
     this.closedCounter.add(
       1,
       this.byClose.get(`${path}\n${originClass}\n${closeCodeClass(code)}\n${durationClass(durationMs)}`),

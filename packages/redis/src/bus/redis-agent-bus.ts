@@ -1,6 +1,7 @@
 import type { AgentBus, AgentReply, AgentRequest, GatewayMetrics, Logger, PublishResult } from '@wsgw/core';
 import { connectRedis, type RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
+import { AGENT_GROUP } from './agent-streams.js';
 import { defineAgentScripts } from './scripts.js';
 import { decodeReplies, encodeRequest, type RawEntry, type WireReply } from './wire.js';
 
@@ -145,11 +146,24 @@ export class RedisAgentBus implements AgentBus {
     });
   }
 
-  /** Requests waiting or in progress per agent type this replica has sent to (a gauge). */
+  /**
+   * Requests no worker has taken yet, per agent type this replica has sent to (a gauge): the
+   * stream's length less the entries workers hold (read, not settled: in progress).
+   */
   async queueDepths(): Promise<Array<[string, number]>> {
     const types = [...this.typesSeen];
-    const lengths = await Promise.all(types.map((t) => this.client.xlen(this.options.keys.agentRequests(t))));
-    return types.map((t, i) => [t, lengths[i] ?? 0]);
+    const depths = await Promise.all(
+      types.map(async (t) => {
+        const key = this.options.keys.agentRequests(t);
+        const [length, pending] = await Promise.all([
+          this.client.xlen(key),
+          // No group yet (no worker ever started): nothing is held.
+          this.client.xpending(key, AGENT_GROUP).then((summary) => Number((summary as unknown[])[0] ?? 0), () => 0),
+        ]);
+        return Math.max(0, length - pending);
+      }),
+    );
+    return types.map((t, i) => [t, depths[i] ?? 0]);
   }
 
   async close(): Promise<void> {

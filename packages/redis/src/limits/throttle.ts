@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
-import type { Logger, UpgradeThrottle } from '@wsgw/core';
+import type { Logger, ThrottleVerdict, UpgradeThrottle } from '@wsgw/core';
 import type { RedisClient } from '../client.js';
 import type { RedisKeys } from '../keys.js';
 
@@ -11,19 +11,30 @@ export interface RedisThrottleOptions {
   windowSeconds: number;
 }
 
-const ALLOWED: Promise<{ allowed: true }> = Promise.resolve(Object.freeze({ allowed: true }));
+/** What this replica last heard from Redis about an address's window. */
+interface Heard {
+  failures: number;
+  endsAt: number;
+}
 
 /**
  * Failed session checks per client address, counted in Redis by rate-limiter-flexible so the
  * budget holds across replicas; its insurance limiter counts in memory while Redis is down.
  *
- * Only failures cost a Redis call. An address learns it is over budget from the count its own
- * failure returns and is then refused here without a call until the window ends; so across R
- * replicas an address gets at most `failures + R - 1` session checks per window.
+ * Only failures cost a Redis call. Each failure returns the address's count, which is kept here
+ * (on the monotonic clock) until its window ends: `allows` answers from it without a call, and the
+ * admission runs no more checks at once than the failures left. So a replica checks at most
+ * `failures` failing tokens of an address per window, and learns the budget is spent from its own
+ * failures: across R replicas an address gets at most `failures + R - 1` session checks per window
+ * one at a time, at most `R * failures` when it sends them in parallel to every replica.
  */
 export class RedisUpgradeThrottle implements UpgradeThrottle {
   private readonly limiter: RateLimiterRedis;
-  private readonly blockedUntil = new Map<string, number>();
+  private readonly heard = new Map<string, Heard>();
+  private readonly unlimited: ThrottleVerdict;
+  private readonly windowMs: number;
+  /** Map size at which ended windows are swept next: doubles with the live ones, so O(1) a failure. */
+  private sweepAt = 1024;
 
   constructor(
     client: RedisClient,
@@ -38,33 +49,41 @@ export class RedisUpgradeThrottle implements UpgradeThrottle {
       rejectIfRedisNotReady: true,
       insuranceLimiter: new RateLimiterMemory({ points: options.failures, duration: options.windowSeconds }),
     });
+    this.unlimited = Object.freeze({ allowed: true, remaining: options.failures });
+    this.windowMs = options.windowSeconds * 1000;
   }
 
-  /** Asked on every upgrade: an address not blocked gets one settled promise shared by all calls. */
-  allows(remoteAddress: string): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
-    const until = this.blockedUntil.get(remoteAddress);
-    if (until === undefined) return ALLOWED;
-    const left = until - performance.now();
-    if (left > 0) return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(left) });
-    this.blockedUntil.delete(remoteAddress);
-    return ALLOWED;
+  /** Asked on every upgrade with a token: an address with no failure heard of costs no allocation. */
+  allows(remoteAddress: string): Promise<ThrottleVerdict> {
+    const heard = this.heard.get(remoteAddress);
+    if (heard === undefined) return Promise.resolve(this.unlimited);
+    const left = heard.endsAt - performance.now();
+    if (left <= 0) {
+      this.heard.delete(remoteAddress);
+      return Promise.resolve(this.unlimited);
+    }
+    if (heard.failures >= this.options.failures) return Promise.resolve({ allowed: false, retryAfterMs: Math.ceil(left) });
+    return Promise.resolve({ allowed: true, remaining: this.options.failures - heard.failures });
   }
 
   async failed(remoteAddress: string): Promise<void> {
     try {
       // penalty() records without rejecting when the budget is spent: a denial is not an error.
       const res = await this.limiter.penalty(remoteAddress, 1);
-      if (res.consumedPoints >= this.options.failures) {
-        this.blockedUntil.set(remoteAddress, performance.now() + Math.max(1, res.msBeforeNext));
-        if (this.blockedUntil.size > 100_000) this.forgetExpired();
-      }
+      const now = performance.now();
+      // Answers may arrive out of order: keep the highest count of the window.
+      const known = this.heard.get(remoteAddress);
+      if (known && known.endsAt > now && known.failures >= res.consumedPoints) return;
+      const endsAt = now + Math.min(this.windowMs, Math.max(1, res.msBeforeNext));
+      this.heard.set(remoteAddress, { failures: res.consumedPoints, endsAt });
+      if (this.heard.size >= this.sweepAt) this.forgetEnded(now);
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message } }, 'upgrade throttle could not count a failure');
     }
   }
 
-  private forgetExpired(): void {
-    const now = performance.now();
-    for (const [address, until] of this.blockedUntil) if (until <= now) this.blockedUntil.delete(address);
+  private forgetEnded(now: number): void {
+    for (const [address, heard] of this.heard) if (heard.endsAt <= now) this.heard.delete(address);
+    this.sweepAt = Math.max(1024, this.heard.size * 2);
   }
 }
