@@ -25,8 +25,6 @@ export abstract class Connection {
   readonly userId: string;
   readonly path: string;
   readonly origin: string | undefined;
-  /** The client's address, as admission resolved it (security log lines). */
-  readonly ip: string | undefined;
   /**
    * The token hash (tokenFingerprint's 12 hex digits) as two 24-bit halves, small integers kept in
    * the object itself: as a string it cost every idle socket 32 B. A hash of any other form is kept
@@ -57,7 +55,6 @@ export abstract class Connection {
     this.userId = ticket.userId;
     this.path = ticket.path;
     this.origin = ticket.origin;
-    this.ip = ticket.remoteAddress;
     const hash = ticket.tokenHash;
     const packed = FINGERPRINT.test(hash);
     this.tokenHigh = packed ? parseInt(hash.slice(0, 6), 16) : 0;
@@ -73,6 +70,15 @@ export abstract class Connection {
    * then reports the close through ConnectionHub.closed, like any other close. Core calls it once.
    */
   abstract closeSocket(code: number, reason: string): void;
+
+  /**
+   * The client's address as admission resolved it (security log lines), if the transport can tell.
+   * Asked rarely (a rate-limited socket's log line): a transport may work it out then rather than
+   * keep a string in every idle socket.
+   */
+  get ip(): string | undefined {
+    return undefined;
+  }
 
   /**
    * Shows the client's end that this socket is in use (a ping: its pong is traffic from the

@@ -209,7 +209,7 @@ export class UwsServer {
             return;
           }
           res.cork(() => {
-            res.upgrade<SocketData>({ connection: new UwsConnection(ticket, this.outbox) }, key, protocol, extensions, context);
+            res.upgrade<SocketData>({ connection: new UwsConnection(ticket, this.outbox, peer) }, key, protocol, extensions, context);
           });
           return;
         }

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'uWebSockets.js';
 import { Connection, type AdmissionTicket, type SendStatus } from '@wsgw/core';
+import { canonicalAddress } from './client-address.js';
 
 /**
  * What a uWS socket carries from upgrade to close. uWS copies the user data's properties onto
@@ -52,12 +53,28 @@ export class UwsConnection extends Connection {
   /** Null until open and again once closed: uWS sockets must not be touched after close. */
   private ws: WebSocket<SocketData> | null = null;
   private queued: string[] | null = null;
+  /**
+   * The client's address when a trusted proxy forwarded it (WEBSOCKET_TRUSTED_PROXIES); a direct
+   * client's is the socket's own peer address, read from uWS when asked, not kept per socket.
+   */
+  private readonly forwarded: string | undefined;
 
+  /** @param peer the TCP peer's address (the proxy's, behind one) */
   constructor(
     ticket: AdmissionTicket,
     private readonly outbox: Outbox,
+    peer?: string,
   ) {
     super(ticket);
+    const resolved = ticket.remoteAddress;
+    // A copy: an address cut from an X-Forwarded-For header would keep the whole header alive.
+    this.forwarded = resolved === undefined || resolved === direct(peer) ? undefined : Buffer.from(resolved).toString();
+  }
+
+  override get ip(): string | undefined {
+    if (this.forwarded !== undefined) return this.forwarded;
+    const { ws } = this;
+    return ws === null ? undefined : direct(Buffer.from(ws.getRemoteAddressAsText()).toString());
   }
 
   /** The socket is open: from now on frames go to `ws`. */
@@ -114,4 +131,9 @@ export class UwsConnection extends Connection {
     this.ws = null;
     ws.end(code, reason);
   }
+}
+
+/** A direct client's address as admission names it (ClientAddresses.resolve without a proxy). */
+function direct(peer: string | undefined): string | undefined {
+  return peer === undefined ? undefined : (canonicalAddress(peer) ?? peer);
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ClientAddresses, canonicalAddress } from '@wsgw/transport-uws';
+import { Outbox, UwsConnection } from '@wsgw/transport-uws/socket';
 
 const header = (value: string) => () => value;
 const never = () => {
@@ -101,5 +102,20 @@ describe('canonicalAddress', () => {
 
   it.each(['', 'localhost', '1.2.3', '256.0.0.1', 'fe80::1%eth0', '::ffff:999.0.0.1'])('%j is no address', (text) => {
     expect(canonicalAddress(text)).toBeNull();
+  });
+});
+
+describe('UwsConnection.ip: the address security log lines of an open socket name', () => {
+  const ticket = (remoteAddress: string) => ({ connectionId: 'c1', userId: 'u1', path: '/api/ws/agent', origin: undefined, tokenHash: 'abc', remoteAddress });
+  const outbox = new Outbox(1024, () => {});
+
+  it('is the client a trusted proxy forwarded, kept from the upgrade', () => {
+    expect(new UwsConnection(ticket('198.51.100.7'), outbox, '127.0.0.1').ip).toBe('198.51.100.7');
+  });
+
+  it('is not kept for a direct client (read from the socket when asked; none once it is gone)', () => {
+    // No socket attached: nothing to read, and nothing stored per socket.
+    expect(new UwsConnection(ticket('203.0.113.9'), outbox, '203.0.113.9').ip).toBeUndefined();
+    expect(new UwsConnection(ticket('127.0.0.1'), outbox, '::ffff:127.0.0.1').ip).toBeUndefined();
   });
 });
