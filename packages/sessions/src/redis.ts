@@ -1,4 +1,5 @@
 import { SessionBackendUnavailableError, type SessionResult, type SessionValidator } from '@wsgw/core';
+import { errorKind } from './url-credentials.js';
 
 /** The one Redis call this validator needs; the gateway passes its ioredis client's `get`. */
 export type StringGetter = (key: string) => Promise<string | null>;
@@ -24,7 +25,10 @@ export class RedisSessionValidator implements SessionValidator {
       if (err instanceof Error && err.message.startsWith('WRONGTYPE')) {
         return { valid: false, reason: 'malformed_session' };
       }
-      throw new SessionBackendUnavailableError(`session store unreachable: ${(err as Error).message}`);
+      // The reply's error code only (NOPERM, LOADING...) or the error's name: the message goes to
+      // logs and spans, and an error from Redis or a proxy in front of it may quote the key.
+      const code = err instanceof Error ? /^[A-Z]{2,}\b/.exec(err.message)?.[0] : undefined;
+      throw new SessionBackendUnavailableError(`session store unreachable: ${code ?? errorKind(err)}`);
     }
     if (raw === null) return { valid: false, reason: 'unknown_session' };
     let parsed: unknown;

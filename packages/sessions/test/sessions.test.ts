@@ -296,6 +296,16 @@ describe('redis validator (against a plain getter; the Redis-backed path is test
     }, 'wsgw:');
     await expect(failing.validate('tok-1')).rejects.toBeInstanceOf(SessionBackendUnavailableError);
   });
+
+  it('an outage\'s message (logged, put on spans) names the error, never the key with the token', async () => {
+    // A proxy in front of Redis may quote the command in its error.
+    const quoting = new RedisSessionValidator(async (key) => {
+      throw new Error(`ERR proxy could not forward GET ${key}`);
+    }, 'wsgw:');
+    const failure = await quoting.validate('tok-secret-1').catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(SessionBackendUnavailableError);
+    expect((failure as Error).message).toBe('session store unreachable: ERR');
+  });
 });
 
 describe('redis validator against a real Redis', () => {
