@@ -11,25 +11,6 @@ import { findRedis, open, OtlpReceiver, spawnGateway, uniquePrefix, waitFor } fr
  */
 const AGENT = 'slowpoke';
 
-function lastGauge(receiver: OtlpReceiver, metric: string, attrs: Record<string, string>): number | undefined {
-  let value: number | undefined;
-  for (const r of receiver.requests) {
-    if (r.path !== '/v1/metrics' || !r.text.includes(metric)) continue;
-    const body = JSON.parse(r.text) as any;
-    for (const rm of body.resourceMetrics ?? [])
-      for (const sm of rm.scopeMetrics ?? [])
-        for (const m of sm.metrics ?? []) {
-          if (m.name !== metric) continue;
-          for (const p of m.gauge.dataPoints ?? []) {
-            const a: Record<string, unknown> = {};
-            for (const kv of p.attributes ?? []) a[kv.key] = Object.values(kv.value)[0];
-            if (Object.entries(attrs).every(([k, v]) => a[k] === v)) value = Number(p.asInt ?? p.asDouble);
-          }
-        }
-  }
-  return value;
-}
-
 describe('agent queue depth while every request is being worked on', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
@@ -81,8 +62,8 @@ describe('agent queue depth while every request is being worked on', () => {
     // Exports made after both were taken.
     const after = receiver.requests.length;
     await receiver.waitFor(() => receiver.requests.filter((r) => r.path === '/v1/metrics').length > 0 && receiver.requests.length >= after + 3, 10_000);
-    expect(lastGauge(receiver, 'websocket.requests.pending', {})).toBe(2);
-    expect(lastGauge(receiver, 'websocket.agent.queue_depth', { agent_type: AGENT })).toBe(0);
+    expect(receiver.lastPoint('websocket.requests.pending')?.value).toBe(2);
+    expect(receiver.lastPoint('websocket.agent.queue_depth', { agent_type: AGENT })?.value).toBe(0);
 
     for (const r of release.splice(0)) r();
     expect(await client.next()).toMatchObject({ type: 'response' });

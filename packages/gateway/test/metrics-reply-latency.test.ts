@@ -1,6 +1,5 @@
-import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findRedis, open, OtlpReceiver, spawnGateway, uniquePrefix } from '@wsgw/testkit';
+import { findRedis, open, OtlpReceiver, spawnGateway, TcpProxy, uniquePrefix } from '@wsgw/testkit';
 
 /**
  * docs/OBSERVABILITY.md: `websocket.message.reply_latency` is "message received to first reply
@@ -10,50 +9,6 @@ import { findRedis, open, OtlpReceiver, spawnGateway, uniquePrefix } from '@wsgw
  * reported ~0 s. It counts from the frame's arrival now.
  */
 const DELAY_MS = 250;
-
-/** Loopback TCP proxy that delays everything Redis sends back by DELAY_MS (order kept). */
-async function slowLink(targetPort: number): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = tcpConnect(targetPort, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d) => upstream.write(d));
-    upstream.on('data', (d) => setTimeout(() => client.writable && client.write(d), DELAY_MS));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
-function lastHistogram(receiver: OtlpReceiver, metric: string, agentType: string): { count: number; sum: number } | undefined {
-  let found: { count: number; sum: number } | undefined;
-  for (const r of receiver.requests) {
-    if (r.path !== '/v1/metrics' || !r.text.includes(metric)) continue;
-    const body = JSON.parse(r.text) as any;
-    for (const rm of body.resourceMetrics ?? [])
-      for (const sm of rm.scopeMetrics ?? [])
-        for (const m of sm.metrics ?? []) {
-          if (m.name !== metric) continue;
-          for (const p of m.histogram.dataPoints ?? []) {
-            const a = Object.fromEntries((p.attributes ?? []).map((kv: any) => [kv.key, Object.values(kv.value)[0]]));
-            if (a['agent_type'] === agentType) found = { count: Number(p.count), sum: Number(p.sum) };
-          }
-        }
-  }
-  return found;
-}
 
 describe('reply latency includes the wait for the rate decision', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -65,12 +20,14 @@ describe('reply latency includes the wait for the rate decision', () => {
     const redis = await findRedis();
     cleanups.push(() => redis.stop());
     const redisPort = Number(new URL(redis.url).port);
-    const link = await slowLink(redisPort);
+    // Redis' answers come back DELAY_MS late: every rate decision waits that long.
+    const link = await TcpProxy.start(redisPort);
+    link.delayReplies(DELAY_MS);
     cleanups.push(() => link.close());
     const receiver = await OtlpReceiver.start();
     cleanups.push(() => receiver.close());
     const gw = await spawnGateway({
-      REDIS_URL: `redis://127.0.0.1:${link.port}`,
+      REDIS_URL: link.url,
       REDIS_KEY_PREFIX: uniquePrefix('obslat'),
       WEBSOCKET_BUILTIN_AGENTS: 'echo',
       OTEL_SDK_DISABLED: 'false',
@@ -93,8 +50,9 @@ describe('reply latency includes the wait for the rate decision', () => {
     await client.close();
     expect(Math.min(...waited)).toBeGreaterThanOrEqual(DELAY_MS);
 
-    await receiver.waitFor(() => (lastHistogram(receiver, 'websocket.message.reply_latency', 'echo')?.count ?? 0) >= 4, 15_000);
-    const h = lastHistogram(receiver, 'websocket.message.reply_latency', 'echo')!;
+    await receiver.waitFor(() => (receiver.lastPoint('websocket.message.reply_latency', { agent_type: 'echo' })?.value ?? 0) >= 4, 15_000);
+    const point = receiver.lastPoint('websocket.message.reply_latency', { agent_type: 'echo' })!;
+    const h = { count: point.value, sum: point.sum ?? 0 };
     expect(h.count).toBe(4);
     // The mean latency the gateway reports vs. what the client saw (>= 0.25 s each).
     expect(h.sum / h.count).toBeGreaterThanOrEqual((DELAY_MS * 0.9) / 1000);

@@ -71,6 +71,15 @@ export class OtlpReceiver {
     return [...this.points];
   }
 
+  /** The latest point of `metric` whose attributes include `attributes` (exports repeat cumulative points). */
+  lastPoint(metric: string, attributes: Record<string, unknown> = {}): ReceivedPoint | undefined {
+    for (let i = this.points.length - 1; i >= 0; i--) {
+      const point = this.points[i] as ReceivedPoint;
+      if (point.metric === metric && Object.entries(attributes).every(([k, v]) => point.attributes[k] === v)) return point;
+    }
+    return undefined;
+  }
+
   spans(): ReceivedSpan[] {
     return [...this.spanList];
   }

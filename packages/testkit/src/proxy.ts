@@ -4,12 +4,14 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * A TCP proxy on loopback between a gateway and its Redis, for fault tests: it can cut a link
  * right after a command went through (so the command runs but its reply is lost), swallow
  * everything (Redis unreachable with the TCP port still open), leave the links open now silent
- * for good while new ones pass (half-open TCP: the peer vanished without a reset), or lead new
- * links to another Redis (a failover that moved the address).
+ * for good while new ones pass (half-open TCP: the peer vanished without a reset), lead new
+ * links to another Redis (a failover that moved the address), or hold Redis' replies back (a
+ * slow Redis).
  */
 export class TcpProxy {
   private readonly links = new Set<{ client: Socket; upstream: Socket; stalled: boolean }>();
   private blackholed = false;
+  private replyDelayMs = 0;
   private cutNext: (() => void) | undefined;
 
   private constructor(
@@ -58,6 +60,11 @@ export class TcpProxy {
     for (const link of this.links) link.stalled = true;
   }
 
+  /** Every reply from Redis reaches its client this much later (0: at once), in order. */
+  delayReplies(ms: number): void {
+    this.replyDelayMs = ms;
+  }
+
   /** New links go to this port from now on (open ones stay where they are). */
   retarget(port: number): void {
     this.targetPort = port;
@@ -92,7 +99,8 @@ export class TcpProxy {
     });
     upstream.on('data', (chunk: Buffer) => {
       if (this.blackholed || cutting || entry.stalled) return;
-      client.write(chunk);
+      if (this.replyDelayMs > 0) setTimeout(() => client.writable && client.write(chunk), this.replyDelayMs);
+      else client.write(chunk);
     });
     const end = () => {
       client.destroy();
