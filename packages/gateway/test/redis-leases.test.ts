@@ -132,8 +132,8 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
 
 });
 
-/** The churn runs once, on a single Redis: its point is the bookkeeping, not the topology. */
-describe('slot bookkeeping under churn (single Redis, real replicas)', () => {
+/** Churn and mixed leases, once, on a single Redis: the point is the bookkeeping, not the topology. */
+describe('slot bookkeeping under churn and mixed leases (single Redis, real replicas)', () => {
   let redis: TestRedis;
   let admin: Redis;
   const started: GatewayProcess[] = [];
@@ -214,28 +214,13 @@ describe('slot bookkeeping under churn (single Redis, real replicas)', () => {
     await closeAll(live.map((l) => l.client));
     await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'all released');
   });
-});
 
-/**
- * A rolling change of WEBSOCKET_LEASE_SECONDS: for a while replicas with different leases share one
- * prefix, hence one slot set. Every script used to set the TTL of the shared keys to its caller's
- * lease: a short-lease replica that took a slot and then held nothing left the whole set to expire
- * within its own lease, and the long-lease replica's open sockets stopped counting.
- */
-describe('replicas with different WEBSOCKET_LEASE_SECONDS (single Redis, real replicas)', () => {
-  let redis: TestRedis;
-  let admin: Redis;
-  const started: GatewayProcess[] = [];
-
-  beforeAll(async () => {
-    redis = await findRedis();
-    admin = redis.admin();
-  });
-  afterAll(async () => {
-    await Promise.all(started.map((r) => r.stop()));
-    await redis?.stop();
-  });
-
+  /**
+   * A rolling change of WEBSOCKET_LEASE_SECONDS: for a while replicas with different leases share one
+   * prefix, hence one slot set. Every script used to set the TTL of the shared keys to its caller's
+   * lease: a short-lease replica that took a slot and then held nothing left the whole set to expire
+   * within its own lease, and the long-lease replica's open sockets stopped counting.
+   */
   it("a short-lease replica that comes and goes leaves the long-lease replica's slots counted", async () => {
     const prefix = uniquePrefix('lease-mix');
     const env = { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, WEBSOCKET_MAX_CONNECTIONS_PER_USER: '2', WEBSOCKET_MAX_GLOBAL_CONNECTIONS: '3' };
