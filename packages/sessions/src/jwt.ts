@@ -6,7 +6,8 @@ import {
   type JWTVerifyOptions,
 } from 'jose';
 import { SessionBackendUnavailableError, type SessionResult, type SessionValidator } from '@wsgw/core';
-import { errorKind, splitCredentials } from './url-credentials.js';
+import { errorKind } from './error-kind.js';
+import { splitCredentials } from './url-credentials.js';
 
 export interface JwtOptions {
   /** HS256 shared secret. */

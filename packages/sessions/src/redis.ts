@@ -1,5 +1,5 @@
 import { SessionBackendUnavailableError, type SessionResult, type SessionValidator } from '@wsgw/core';
-import { errorKind } from './url-credentials.js';
+import { errorKind } from './error-kind.js';
 
 /** The one Redis call this validator needs; the gateway passes its ioredis client's `get`. */
 export type StringGetter = (key: string) => Promise<string | null>;

@@ -13,10 +13,3 @@ export function splitCredentials(raw: string): { url: URL; authorization: string
   url.password = '';
   return { url, authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
 }
-
-/** What an error says without its message, which may quote a URL: its name and code. */
-export function errorKind(err: unknown): string {
-  if (!(err instanceof Error)) return 'unknown error';
-  const code = (err as { code?: unknown }).code ?? (err.cause as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? `${err.name} (${code})` : err.name;
-}
