@@ -9,8 +9,9 @@ export type AgentOutput = Pick<AgentReply, 'kind' | 'message' | 'done'>;
  * Runs one agent handler and hands its replies to `emit` in the order produced: a returned value
  * (or the value of a returned promise) becomes one `response`; an async iterable or a generator
  * (returned, or the value of a returned promise) becomes `chunk`s, the last with `done: true`.
- * Shared by the in-process bus and agent-sdk workers, so built-in and remote agents behave alike. A handler that returns a plain value with no trace to continue runs
- * to the end before this returns `undefined`: no promise on the path of a built-in echo. Otherwise
+ * Shared by the in-process bus and agent-sdk workers, so built-in and remote agents behave alike.
+ * A handler that returns a plain value with no trace to continue runs to the end before this
+ * returns `undefined`: no promise on the path of a built-in echo. Otherwise
  * the promise settles when the handler is done; it rejects (or this throws) when the handler
  * throws, and what that means (log, retry, time out) is the caller's call.
  * With a trace, the run is an `agent.handle <type>` span continuing the gateway's trace from `request.trace`.
