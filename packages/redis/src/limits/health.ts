@@ -160,10 +160,14 @@ export class RedisHealth {
     if (this.closed || node.options.readOnly) return;
     this.log.info({ node: `${node.options.host}:${node.options.port}` }, 'link to a redis cluster master ended; checking redis');
     for (const hook of this.troubleHooks) hook();
-    if (this.current !== 'up') return;
-    void this.verify().then((answers) => {
-      if (answers && !this.closed && this.current === 'up') for (const hook of this.resyncHooks) hook();
-    });
+    // Not at once: a graceful failover ends the old master's link before this client has connected
+    // to the new one, and a check then would call a failover that lost nothing an outage.
+    setTimeout(() => {
+      if (this.closed || this.current !== 'up') return;
+      void this.verify().then((answers) => {
+        if (answers && !this.closed && this.current === 'up') for (const hook of this.resyncHooks) hook();
+      });
+    }, SLOT_MAP_REFRESH_MS).unref();
   }
 
   private markDown(err: unknown): void {
