@@ -82,8 +82,8 @@ export class AgentWorker {
   private stopping: Promise<void> | undefined;
   private readLoop: Promise<void> | undefined;
   private ticker: NodeJS.Timeout | undefined;
-  private claimer: NodeJS.Timeout | undefined;
-  private claiming = false;
+  /** How often the read loop looks for requests other workers left (between two reads). */
+  private readonly claimEveryMs: number;
   private lastPruneAt = Date.now();
   private failures = 0;
 
@@ -98,6 +98,7 @@ export class AgentWorker {
     this.heartbeatMs = Math.max(100, Math.floor(options.heartbeatMs ?? 2000));
     // Own entries are renewed every beat; the timeout must leave room for a late beat.
     this.claimIdleMs = Math.max(2 * this.heartbeatMs, Math.floor(options.claimIdleMs ?? 10_000));
+    this.claimEveryMs = Math.min(2000, Math.floor(this.claimIdleMs / 2));
     this.handlerIdleMs = options.handlerIdleTimeoutMs ?? 120_000;
     // Hung handler -> released after this, taken over one visibility timeout later (CONTRACT §6:
     // another worker answers within 30 s with the defaults: 15 s + 10 s + a claim sweep).
@@ -140,7 +141,6 @@ export class AgentWorker {
       }
     }
     this.ticker = setInterval(() => void this.tick(), this.heartbeatMs);
-    this.claimer = setInterval(() => void this.claim(), Math.min(2000, Math.floor(this.claimIdleMs / 2)));
     this.readLoop = this.read();
     this.log.info(
       { concurrency: this.concurrency, claim_idle_ms: this.claimIdleMs, live_workers: live },
@@ -161,7 +161,6 @@ export class AgentWorker {
   private async shutdown(): Promise<void> {
     const wasRunning = this.running;
     this.running = false;
-    clearInterval(this.claimer);
     this.wakeReaders();
     if (wasRunning) {
       this.log.info({ in_flight: this.jobs.size }, 'agent worker stopping');
@@ -184,8 +183,20 @@ export class AgentWorker {
 
   // ---------------------------------------------------------------- taking requests
 
+  /**
+   * Takes requests: new ones from the stream, and every `claimEveryMs` those other workers left.
+   * Both in this one loop, one after the other, each asking for the slots still free: run side by
+   * side, a claim and a blocked read each counted the same free slots and together began up to
+   * twice `concurrency` handlers.
+   */
   private async read(): Promise<void> {
+    let claimAt = Date.now() + this.claimEveryMs;
     while (this.running) {
+      if (Date.now() >= claimAt) {
+        await this.claim();
+        claimAt = Date.now() + this.claimEveryMs;
+        if (!this.running) break;
+      }
       const free = this.concurrency - this.jobs.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
@@ -206,10 +217,8 @@ export class AgentWorker {
 
   /** Takes over requests another worker took and did not answer within the visibility timeout. */
   private async claim(): Promise<void> {
-    if (!this.running || this.claiming) return;
     const free = this.concurrency - this.jobs.size;
     if (free <= 0) return;
-    this.claiming = true;
     try {
       // Own released (hung) entries may be among the oldest idle ones: look past them.
       let released = 0;
@@ -235,8 +244,6 @@ export class AgentWorker {
     } catch (err) {
       if (isNoGroup(err)) await this.streams.ensureGroup().catch(() => undefined);
       else this.log.debug({ err }, 'claiming abandoned requests failed; retrying later');
-    } finally {
-      this.claiming = false;
     }
   }
 

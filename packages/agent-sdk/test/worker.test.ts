@@ -137,6 +137,38 @@ describe('AgentWorker with a real Redis', () => {
     expect(replies.map((r) => r.requestId).sort()).toEqual(['q1', 'q2']);
   });
 
+  it('never runs more handlers than its concurrency when taking over requests while new ones arrive', async () => {
+    fresh('w-concurrency');
+    const { bus, replies, client } = await gatewayBus('r1');
+    // A worker that took two requests and died: they wait to be taken over.
+    const ghost = new AgentStreams(client, { keys, agentType: 'busy' });
+    await ghost.ensureGroup();
+    await ghost.heartbeat('ghost', 5000);
+    await bus.publish(req(1, 'busy'));
+    await bus.publish(req(2, 'busy'));
+    const blocking = createRedisClient(redis.url, { commandTimeoutMs: 5000 });
+    await connectRedis(blocking);
+    expect(await ghost.read(blocking, 'ghost', 10, 1000)).toHaveLength(2);
+    blocking.disconnect();
+
+    let running = 0;
+    let mostAtOnce = 0;
+    await startWorker('busy', async (r) => {
+      running++;
+      mostAtOnce = Math.max(mostAtOnce, running);
+      await new Promise((res) => setTimeout(res, 1500));
+      running--;
+      return r.message;
+    }, { concurrency: 2, heartbeatMs: 200, claimIdleMs: 600 });
+    // Idle, the worker waits on the stream for 2 requests; the takeover fills both slots meanwhile.
+    await waitFor(() => running === 2, 10_000);
+    await bus.publish(req(3, 'busy'));
+    await bus.publish(req(4, 'busy'));
+    await waitFor(() => replies.length === 4, 15_000);
+    expect(replies.map((r) => r.requestId).sort()).toEqual(['q1', 'q2', 'q3', 'q4']);
+    expect(mostAtOnce).toBe(2);
+  });
+
   it('takes back, under a name it restarted with, the requests its crashed run had read', async () => {
     fresh('w-same-id');
     const { bus, replies, client } = await gatewayBus('r1');
