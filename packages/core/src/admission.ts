@@ -63,8 +63,6 @@ export type Admission =
   /** The client left during the checks; whatever was taken has been given back. */
   | { admitted: false; rejection: null };
 
-export * from './upgrade-throttle.js';
-
 export interface AdmissionDeps {
   origins: OriginPolicy;
   sessions: SessionValidator;
@@ -156,7 +154,9 @@ export class UpgradeAdmission {
 
       const { sessionChecks } = this;
       if (sessionChecks) {
-        const turn = await sessionChecks.enter(req.remoteAddress, abort);
+        // Nearly always a turn at once; a promise only when the address has checks to wait for.
+        const entry = sessionChecks.enter(req.remoteAddress, abort);
+        const turn = entry instanceof Promise ? await entry : entry;
         if (turn.kind === 'aborted') return this.aborted(span);
         if (turn.kind === 'refused') {
           deps.log.warn(

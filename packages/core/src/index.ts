@@ -3,6 +3,7 @@ export * from './origin.js';
 export * from './fingerprint.js';
 export * from './metrics.js';
 export * from './admission.js';
+export * from './upgrade-throttle.js';
 export * from './connection.js';
 export * from './hub.js';
 export * from './lifecycle.js';

@@ -164,33 +164,6 @@ describe('UpgradeAdmission: the checks of CONTRACT §4, in order', () => {
     expect(result).toEqual({ admitted: false, rejection: null });
     expect(leases.held.size).toBe(0);
   });
-
-  it('the throttle refuses an address with too many failed session checks before validating', async () => {
-    const log = new RecordingLogger();
-    const sessions = new FakeSessions(async () => ({ valid: false, reason: 'bad' }));
-    let failures = 0;
-    const admission = new UpgradeAdmission({
-      origins: OriginPolicy.fromList(['*']),
-      sessions,
-      leases: new FakeLeases(),
-      isDraining: () => false,
-      isUnavailable: () => false,
-      throttle: {
-        allows: async () => (failures >= 2 ? { allowed: false, retryAfterMs: 30_000 } : { allowed: true, remaining: 2 - failures }),
-        failed: async () => {
-          failures++;
-        },
-      },
-      metrics: noopMetrics,
-      log,
-    });
-    await admission.admit(req({ token: 'x1' }), live);
-    await admission.admit(req({ token: 'x2' }), live);
-    expect(await admission.admit(req({ token: 'x3' }), live)).toMatchObject({
-      rejection: { status: 429, code: 'too_many_upgrades', retryAfterSeconds: 30 },
-    });
-    expect(sessions.calls).toBe(2);
-  });
 });
 
 describe('OriginPolicy', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  FailureWindows,
   noopMetrics,
   OriginPolicy,
   SessionBackendUnavailableError,
@@ -10,13 +11,13 @@ import {
   type UpgradeRequest,
   type UpgradeThrottle,
 } from '@wsgw/core';
-import { FakeLeases, FakeSessions, RecordingLogger } from './fakes.js';
+import { FakeClock, FakeLeases, FakeSessions, RecordingLogger } from './fakes.js';
 
 /** A fixed budget of failures per address that never resets (the window outlasts the test). */
 class CountingThrottle implements UpgradeThrottle {
   readonly failures = new Map<string, number>();
   constructor(private readonly budget: number) {}
-  async allows(address: string): Promise<ThrottleVerdict> {
+  verdict(address: string): ThrottleVerdict {
     const spent = this.failures.get(address) ?? 0;
     return spent >= this.budget ? { allowed: false, retryAfterMs: 30_000 } : { allowed: true, remaining: this.budget - spent };
   }
@@ -98,6 +99,19 @@ describe('UpgradeAdmission with a throttle: session checks in flight stay within
     expect(throttle.failures.get('198.51.100.7')).toBe(3);
   });
 
+  it('one guess at a time: past the budget the address gets 429 with its window\'s Retry-After, unvalidated', async () => {
+    const { admission, sessions } = setup(2, bad);
+    for (const token of ['guess-1', 'guess-2']) {
+      const pending = admission.admit(req(token), live);
+      await sessions.drain();
+      expect(codes([await pending])).toEqual(['session_invalid']);
+    }
+    expect(await admission.admit(req('guess-3'), live)).toMatchObject({
+      rejection: { status: 429, code: 'too_many_upgrades', retryAfterSeconds: 30 },
+    });
+    expect(sessions.calls).toBe(2);
+  });
+
   it('as failures are spent, fewer checks run at once: never more than the failures left', async () => {
     const { admission, sessions, throttle } = setup(3, bad);
     await throttle.failed('198.51.100.7');
@@ -157,5 +171,52 @@ describe('SessionCheckGate', () => {
     expect(await waiting).toMatchObject({ kind: 'refused', reason: 'too_many_waiting', retryAfterMs: 1000 });
     gate.leave('a');
     expect(gate.addresses).toBe(0);
+  });
+});
+
+describe('SessionCheckGate without contention', () => {
+  it('gives the turn as a value, not a promise, while the address has room and nobody waits', () => {
+    const gate = new SessionCheckGate(new CountingThrottle(2));
+    expect(gate.enter('a', live)).toEqual({ kind: 'entered' });
+    expect(gate.enter('a', live)).toEqual({ kind: 'entered' });
+    expect(gate.enter('a', live)).toBeInstanceOf(Promise);
+    expect(gate.enter('b', live)).toEqual({ kind: 'entered' });
+  });
+
+  it('refuses a spent address at once, with the time its window has left', () => {
+    const throttle = new CountingThrottle(1);
+    void throttle.failed('a');
+    expect(new SessionCheckGate(throttle).enter('a', live)).toEqual({ kind: 'refused', reason: 'too_many_failures', retryAfterMs: 30_000 });
+  });
+});
+
+describe('FailureWindows: failed checks per address in fixed windows', () => {
+  it('a count heard from a shared store: the highest of the window wins, late answers do not lower it', () => {
+    const clock = new FakeClock();
+    const windows = new FailureWindows(3, 60_000, clock);
+    windows.heard('a', 2, 50_000);
+    windows.heard('a', 1, 55_000); // an earlier call's answer, arriving last
+    expect(windows.verdict('a')).toEqual({ allowed: true, remaining: 1 });
+    windows.heard('a', 3, 49_000);
+    expect(windows.verdict('a')).toEqual({ allowed: false, retryAfterMs: 49_000 });
+    clock.t += 49_000;
+    expect(windows.verdict('a')).toEqual({ allowed: true, remaining: 3 });
+  });
+
+  it('never keeps a heard window longer than the window itself', () => {
+    const clock = new FakeClock();
+    const windows = new FailureWindows(1, 60_000, clock);
+    windows.heard('a', 1, 3_600_000);
+    expect(windows.verdict('a')).toEqual({ allowed: false, retryAfterMs: 60_000 });
+  });
+
+  it('forgets ended windows as new addresses come: memory follows the addresses of the last window', () => {
+    const clock = new FakeClock();
+    const windows = new FailureWindows(3, 1000, clock);
+    for (let i = 0; i < 5000; i++) windows.add(`old-${i}`);
+    clock.t += 1000;
+    for (let i = 0; i < 4000; i++) windows.add(`new-${i}`);
+    expect(windows.size).toBe(4000);
+    expect(windows.verdict('new-0')).toEqual({ allowed: true, remaining: 2 });
   });
 });

@@ -653,17 +653,17 @@ describe('RedisUpgradeThrottle, two replicas sharing the failures of an address'
   it('answers from the count its own failures returned: failures left, then a refusal within the window', async () => {
     const prefix = uniquePrefix('throttle');
     const [a, b] = [await throttle(prefix), await throttle(prefix)];
-    expect(await a.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
+    expect(a.verdict('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
     await a.failed('198.51.100.7');
-    expect(await a.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 2 });
+    expect(a.verdict('198.51.100.7')).toEqual({ allowed: true, remaining: 2 });
     // The other replica has heard nothing yet (no Redis call per upgrade); its own failure tells it.
-    expect(await b.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
+    expect(b.verdict('198.51.100.7')).toEqual({ allowed: true, remaining: 3 });
     await b.failed('198.51.100.7');
-    expect(await b.allows('198.51.100.7')).toEqual({ allowed: true, remaining: 1 });
+    expect(b.verdict('198.51.100.7')).toEqual({ allowed: true, remaining: 1 });
     await a.failed('198.51.100.7');
-    const refused = await a.allows('198.51.100.7');
+    const refused = a.verdict('198.51.100.7');
     expect(refused.allowed).toBe(false);
     if (!refused.allowed) expect(refused.retryAfterMs).toBeLessThanOrEqual(60_000);
-    expect(await a.allows('203.0.113.9')).toEqual({ allowed: true, remaining: 3 });
+    expect(a.verdict('203.0.113.9')).toEqual({ allowed: true, remaining: 3 });
   });
 });
