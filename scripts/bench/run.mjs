@@ -3,7 +3,7 @@
 // See docs/BENCHMARKS.md. Loopback only; every process it starts is stopped by PID at the end.
 //
 //   node scripts/bench/run.mjs [--quick] [--json FILE] [--out DIR] [--workers N] [--duration S]
-//                              [--warmup S] [--idle N] [--idle-rounds K] [--only bare,redis,embedded,otel,otel-full,limited]
+//                              [--warmup S] [--idle N] [--idle-rounds K] [--idle-steady S] [--only bare,redis,embedded,otel,otel-full,limited]
 //                              [--conns N --inflight M]   (throughput scenario shape)
 //                              [--client ws]   (the ws package instead of the raw client)
 //                              [--cpu-prof [embedded|otel|bare]]   (profile one server under the throughput load)
@@ -65,7 +65,16 @@ const plan = {
   throughput: { conns: Number(args.conns ?? (quick ? 20 : 100)), inflight: Number(args.inflight ?? 8) },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
   storm: { concurrency: quick ? 8 : 32 },
-  idle: { conns: Number(args.idle ?? (quick ? 100 : 5000)), settleS: quick ? 0.3 : 1.5, steadyS: quick ? 0.5 : 3, settleMaxS: quick ? 3 : 20 },
+  // Idle readings wait for RSS to hold still for `steadyS` (at most `settleMaxS`). V8's memory
+  // reducer collects a burst's garbage about 8 s after allocation stops, when it starts at all,
+  // so a reading may hold that garbage or not: longer waits do not make two readings alike
+  // (docs/BENCHMARKS.md, "Memory per idle socket", 2026-12-06).
+  idle: {
+    conns: Number(args.idle ?? (quick ? 100 : 5000)),
+    settleS: quick ? 0.3 : 1.5,
+    steadyS: Number(args['idle-steady'] ?? (quick ? 0.5 : 3)),
+    settleMaxS: Math.max(quick ? 3 : 20, 4 * Number(args['idle-steady'] ?? 0)),
+  },
   // One user far over 10/s; the per-minute limit is huge only so that the socket is not closed
   // with 1008 for its many denials (CONTRACT §5) while we count what the denials cost.
   limited: { conns: 1, inflight: 8, perSecond: 10, perMinute: 1_000_000_000 },
@@ -186,7 +195,7 @@ async function runAll(report, gatewayMain) {
     {
       key: 'baseline',
       label: 'baseline gateway, Redis (--baseline)',
-      scenarios: ['throughput', 'latency', 'storm'],
+      scenarios: full,
       redis: true,
       start: (t) => startGateway(baselineMain(), 'baseline', gatewayEnv({ redis: t.redis }), plan.baselineNodeArgs),
     },

@@ -210,6 +210,10 @@ export function printReport(report, out) {
         ` light-load p99 ${head.latency?.p99Ms ?? '-'} vs ${base.latency?.p99Ms ?? '-'} ms; upgrades/s ${ratio(head.storm?.upgradesPerSec, base.storm?.upgradesPerSec)}`,
     );
   }
+  if (base?.idle && head?.idle && !base.idle.error && !head.idle.error) {
+    const warm = (t) => (report.targets[t].rounds?.idle ?? []).map((r) => r.warmBytesPerConn).join(' / ');
+    w(`  info  (b) / baseline, same rounds: idle memory warm ${head.idle.warmBytesPerConn} vs ${base.idle.warmBytesPerConn} B per socket (rounds ${warm('redis')} vs ${warm('baseline')})`);
+  }
   const bt = report.targets.bare?.scenarios?.throughput;
   const gt = report.targets.redis?.scenarios?.throughput;
   if (bt && !bt.error) {
