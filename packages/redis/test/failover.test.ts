@@ -207,7 +207,7 @@ describe('limits while this process is too starved to read script replies in tim
     // 1.2 s, so the call's 1 s timeout fires before its reply is read (timers run before I/O). A
     // PING in between gets through: Redis answers, this process is the slow one.
     let starve = 0; // script calls still to starve
-    const stream = c.stream as unknown as { write: (...args: unknown[]) => boolean };
+    const stream = (c as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
     const write = stream.write.bind(stream);
     stream.write = (...args: unknown[]) => {
       const written = write(...args);

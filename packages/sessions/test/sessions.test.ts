@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, type webcrypto } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ function hs256Raw(header: Record<string, unknown>, payload: Record<string, unkno
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
 
-async function rs256Raw(header: Record<string, unknown>, payload: Record<string, unknown>, key: CryptoKey): Promise<string> {
+async function rs256Raw(header: Record<string, unknown>, payload: Record<string, unknown>, key: webcrypto.CryptoKey): Promise<string> {
   const input = `${b64url(header)}.${b64url(payload)}`;
   const signature = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', key, new TextEncoder().encode(input));
   return `${input}.${Buffer.from(signature).toString('base64url')}`;
@@ -94,14 +94,14 @@ describe('jwt validator, JWKS (RS256 and ES256)', () => {
   let fetches = 0;
   const jwksAuthorizations: string[] = [];
   const keys: JWK[] = [];
-  let rsa: CryptoKey;
-  let ec: CryptoKey;
+  let rsa: webcrypto.CryptoKey;
+  let ec: webcrypto.CryptoKey;
 
   beforeAll(async () => {
     const r = await generateKeyPair('RS256');
     const e = await generateKeyPair('ES256');
-    rsa = r.privateKey as CryptoKey;
-    ec = e.privateKey as CryptoKey;
+    rsa = r.privateKey as webcrypto.CryptoKey;
+    ec = e.privateKey as webcrypto.CryptoKey;
     keys.push({ ...(await exportJWK(r.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' });
     keys.push({ ...(await exportJWK(e.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' });
     server = createServer((req, res) => {
