@@ -8,6 +8,7 @@ import {
   type ClientMessage,
 } from '@wsgw/protocol';
 import type { Connection } from './connection.js';
+import { FloodWatch } from './flood.js';
 import type { GatewayMetrics } from './metrics.js';
 import { IdSource } from './ids.js';
 import { PendingRequests } from './pending.js';
@@ -60,11 +61,8 @@ export class ConnectionHub {
   private openConnections = 0;
   private readonly pending: PendingRequests;
   private readonly requestIds = new IdSource();
-  /**
-   * Times of each socket's rate-limited frames, oldest first, within the last 60 s: only for
-   * sockets that had one (most never do, and an idle socket should cost nothing here).
-   */
-  private readonly denials = new WeakMap<Connection, number[]>();
+  /** Sockets that keep sending past their rate limit (closed with 1008). */
+  private readonly floods: FloodWatch;
   /** Frames of every socket whose rate decision has not come back yet. */
   private deciding = 0;
   private readonly sweeper: NodeJS.Timeout;
@@ -75,6 +73,7 @@ export class ConnectionHub {
     private readonly deps: HubDeps,
   ) {
     this.pending = new PendingRequests(options.agentReplyTimeoutMs);
+    this.floods = new FloodWatch(options.maxMessagesPerMinute);
     this.sweeper = setInterval(() => this.expireOverdue(), options.sweepIntervalMs ?? 250);
     this.sweeper.unref();
     if (options.keepAliveIntervalMs) {
@@ -279,7 +278,7 @@ export class ConnectionHub {
   private rateLimited(connection: Connection, text: string | null, retryAfterMs: number, span: Span): void {
     const { deps } = this;
     deps.metrics.rateLimitExceeded();
-    const { first, exceeded } = this.recordDenial(connection, deps.clock.now());
+    const { first, exceeded } = this.floods.denied(connection, deps.clock.now());
     if (first || exceeded) {
       deps.log.warn(
         {
@@ -303,22 +302,6 @@ export class ConnectionHub {
       }),
     );
     if (exceeded) this.closeConnection(connection, CloseCode.policy, 'rate limit exceeded repeatedly');
-  }
-
-  /**
-   * Records a rate-limited frame and answers whether this socket has now gone past
-   * WEBSOCKET_MAX_MESSAGES_PER_MINUTE denials in the last 60 s (CONTRACT §5: closed with 1008).
-   */
-  private recordDenial(connection: Connection, now: number): { first: boolean; exceeded: boolean } {
-    let denials = this.denials.get(connection);
-    if (denials === undefined) {
-      denials = [];
-      this.denials.set(connection, denials);
-    }
-    const horizon = now - 60_000;
-    while (denials.length > 0 && (denials[0] as number) <= horizon) denials.shift();
-    denials.push(now);
-    return { first: denials.length === 1, exceeded: denials.length > this.options.maxMessagesPerMinute };
   }
 
   /** A frame above WEBSOCKET_MAX_PAYLOAD_BYTES: 1009, and it counts as nothing else. */
