@@ -13,10 +13,7 @@ describe('closes by origin when CORS_ORIGINS spells an origin in a form config a
     it(`CORS_ORIGINS=${configured}: a close from https://app.example.com is counted under that origin`, async () => {
       const receiver = await OtlpReceiver.start();
       const gw = launchGateway({
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-        OTEL_METRIC_EXPORT_INTERVAL: '300',
-        OTEL_METRIC_EXPORT_TIMEOUT: '300',
+        ...receiver.exportEnv(),
         OTEL_TRACES_SAMPLER: 'always_off',
         CORS_ORIGINS: configured,
         LOG_LEVEL: 'info',

@@ -46,10 +46,7 @@ describe('agent queue depth while every request is being worked on', () => {
       REDIS_KEY_PREFIX: prefix,
       WEBSOCKET_BUILTIN_AGENTS: '',
       OTEL_SDK_DISABLED: 'false',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_METRIC_EXPORT_INTERVAL: '300',
-      OTEL_METRIC_EXPORT_TIMEOUT: '300',
+      ...receiver.exportEnv(),
       OTEL_TRACES_SAMPLER: 'always_off',
     });
     cleanups.push(() => gw.stop());

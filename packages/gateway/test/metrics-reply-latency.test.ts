@@ -31,10 +31,7 @@ describe('reply latency includes the wait for the rate decision', () => {
       REDIS_KEY_PREFIX: uniquePrefix('obslat'),
       WEBSOCKET_BUILTIN_AGENTS: 'echo',
       OTEL_SDK_DISABLED: 'false',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_METRIC_EXPORT_INTERVAL: '300',
-      OTEL_METRIC_EXPORT_TIMEOUT: '300',
+      ...receiver.exportEnv(),
       OTEL_TRACES_SAMPLER: 'always_off',
     });
     cleanups.push(() => gw.stop());

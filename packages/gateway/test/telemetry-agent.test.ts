@@ -36,11 +36,7 @@ describe('one trace across gateway and agent worker (Redis mode)', () => {
     const prefix = uniquePrefix('otel');
     const otel = {
       OTEL_SDK_DISABLED: 'false',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_METRIC_EXPORT_INTERVAL: '300',
-      OTEL_METRIC_EXPORT_TIMEOUT: '300',
-      OTEL_BSP_SCHEDULE_DELAY: '100',
+      ...receiver.exportEnv(),
     };
     gateway = await spawnGateway({
       ...otel,

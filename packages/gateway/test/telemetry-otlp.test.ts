@@ -17,17 +17,6 @@ import {
 const PATH = '/api/ws/agent';
 const ALLOWED = 'http://allowed.example';
 
-function otelEnv(receiver: OtlpReceiver, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-    OTEL_METRIC_EXPORT_INTERVAL: '300',
-    OTEL_METRIC_EXPORT_TIMEOUT: '300',
-    OTEL_BSP_SCHEDULE_DELAY: '100',
-    ...extra,
-  };
-}
-
 /** Frames until one matches, failing after `max` frames or a frame timeout. */
 async function nextMatching(client: OpenClient, match: (f: Record<string, unknown>) => boolean, max = 20) {
   for (let i = 0; i < max; i++) {
@@ -48,7 +37,7 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
   beforeAll(async () => {
     receiver = await OtlpReceiver.start();
     gw = run({
-      ...otelEnv(receiver, {
+      ...receiver.exportEnv({
         OTEL_SERVICE_NAME: 'wsgw-telemetry-test',
         OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
         // Every trace, not the default 1 % of new ones: the refused upgrades below have no traceparent.
@@ -288,7 +277,7 @@ describe('telemetry over OTLP/HTTP (http/json) from a gateway process', () => {
 describe('telemetry switches', () => {
   it('OTEL_SDK_DISABLED=true sends nothing', async () => {
     const receiver = await OtlpReceiver.start();
-    const gw = run({ ...otelEnv(receiver), OTEL_SDK_DISABLED: 'true' });
+    const gw = run({ ...receiver.exportEnv(), OTEL_SDK_DISABLED: 'true' });
     try {
       const port = await gw.listening();
       const client = await open(`ws://127.0.0.1:${port}${PATH}?session_token=t`);
@@ -308,7 +297,7 @@ describe('telemetry switches', () => {
   it('OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (the default) pushes protobuf to the same endpoint', async () => {
     const receiver = await OtlpReceiver.start();
     const gw = run({
-      ...otelEnv(receiver, { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' }),
+      ...receiver.exportEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' }),
     });
     try {
       const port = await gw.listening();
@@ -340,7 +329,7 @@ describe('metric attributes a client chooses stay low-cardinality (CONTRACT §7)
   async function receivedPoints(token: string, talk: (client: OpenClient) => Promise<void>, exported: (receiver: OtlpReceiver) => boolean) {
     const receiver = await OtlpReceiver.start();
     const gw = run({
-      ...otelEnv(receiver, { OTEL_TRACES_SAMPLER: 'always_off' }),
+      ...receiver.exportEnv({ OTEL_TRACES_SAMPLER: 'always_off' }),
       WEBSOCKET_MAX_MESSAGES_PER_SECOND: '10000',
       WEBSOCKET_MAX_MESSAGES_PER_MINUTE: '100000',
     });

@@ -23,6 +23,7 @@ export const AGENT_TYPE_RULE = '1-64 characters of letters, digits, _ . : - (sta
 export function isAgentType(name: string): boolean {
   return AGENT_TYPE.test(name);
 }
+
 const MAX_ID_LENGTH = 256;
 
 /**
@@ -50,7 +51,7 @@ export function parseClientMessage(text: string): ParseResult {
   const reason =
     typeof agentType !== 'string'
       ? 'agent_type must be a string'
-      : !AGENT_TYPE.test(agentType)
+      : !isAgentType(agentType)
         ? `agent_type must be ${AGENT_TYPE_RULE}`
         : typeof message !== 'string'
           ? 'message must be a string'

@@ -51,6 +51,21 @@ export class OtlpReceiver {
     readonly url: string,
   ) {}
 
+  /**
+   * What a gateway's environment needs to push here, soon and often: OTLP/HTTP JSON, metrics every
+   * 300 ms, spans batched for 100 ms. `extra` adds to it or overrides it.
+   */
+  exportEnv(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      OTEL_EXPORTER_OTLP_ENDPOINT: this.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_METRIC_EXPORT_INTERVAL: '300',
+      OTEL_METRIC_EXPORT_TIMEOUT: '300',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      ...extra,
+    };
+  }
+
   static async start(): Promise<OtlpReceiver> {
     let receiver: OtlpReceiver | undefined;
     const server = createServer((req, res) => {
