@@ -10,6 +10,8 @@
 //                              [--alloc-prof [embedded|bare]]   (what it allocates per message, by function)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
+//                              [--gateway-malloc-arena-max=N]   (their MALLOC_ARENA_MAX; default: as shipped;
+//                              empty for glibc's default)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
 //                              [--baseline-node-args="..."]   (node's own flags for the baseline gateway, V8's
 //                              included: with --baseline . an A/B of runtime flags on one build)
@@ -43,7 +45,7 @@ import { startOtlpSink } from './lib/otlp-sink.mjs';
 import { printReport, evaluateTargets } from './lib/report.mjs';
 import { topFunctions } from './cpuprofile-top.mjs';
 import { allocationSites, formatAllocation } from './lib/alloc.mjs';
-import { GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
+import { GATEWAY_MALLOC_ARENA_MAX, GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -57,6 +59,9 @@ const plan = {
   client: args.client === 'ws' ? 'ws' : 'raw',
   // The gateway as it ships (the Dockerfile sets the same NODE_OPTIONS).
   gatewayNodeOptions: args['gateway-node-options'] === undefined ? GATEWAY_NODE_OPTIONS : String(args['gateway-node-options'] === true ? '' : args['gateway-node-options']),
+  // And with glibc's arena limit as shipped; `--gateway-malloc-arena-max=` for glibc's default.
+  gatewayMallocArenaMax:
+    args['gateway-malloc-arena-max'] === undefined ? GATEWAY_MALLOC_ARENA_MAX : String(args['gateway-malloc-arena-max'] === true ? '' : args['gateway-malloc-arena-max']),
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
@@ -68,7 +73,8 @@ const plan = {
   // Idle readings wait for RSS to hold still for `steadyS` (at most `settleMaxS`). V8's memory
   // reducer collects a burst's garbage about 8 s after allocation stops, when it starts at all,
   // so a reading may hold that garbage or not: longer waits do not make two readings alike
-  // (docs/BENCHMARKS.md, "Memory per idle socket", 2026-12-06).
+  // (docs/BENCHMARKS.md, "Memory per idle socket", 2026-12-06). The warm figure's two readings
+  // therefore follow a forced full collection (gc-probe.mjs).
   idle: {
     conns: Number(args.idle ?? (quick ? 100 : 5000)),
     settleS: quick ? 0.3 : 1.5,
@@ -133,6 +139,7 @@ async function main() {
       workers: plan.workers,
       client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       gatewayNodeOptions: plan.gatewayNodeOptions,
+      gatewayMallocArenaMax: plan.gatewayMallocArenaMax,
       warmupS: plan.warmupS,
       durationS: plan.durationS,
       rounds: plan.rounds,
@@ -189,15 +196,28 @@ async function runAll(report, gatewayMain) {
   const full = ['idle', 'throughput', 'latency', 'storm'];
   const withRedis = async (key) => startRedis(workDirFor(`redis-${key}`));
   const defs = [
-    { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => startBare() },
-    { key: 'redis', label: '(b) gateway, Redis, telemetry off', scenarios: full, redis: true, start: (t) => startGateway(gatewayMain, 'redis', gatewayEnv({ redis: t.redis })) },
-    { key: 'embedded', label: 'gateway, embedded, telemetry off', scenarios: full, start: () => startGateway(gatewayMain, 'embedded', gatewayEnv({})) },
+    // The targets measured idle carry gc-probe.mjs (runIdle collects garbage before reading RSS).
+    { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => withGcProbe((args, env) => startBare(args, env)) },
+    {
+      key: 'redis',
+      label: '(b) gateway, Redis, telemetry off',
+      scenarios: full,
+      redis: true,
+      start: (t) => withGcProbe((args, env) => startGateway(gatewayMain, 'redis', { ...gatewayEnv({ redis: t.redis }), ...env }, args)),
+    },
+    {
+      key: 'embedded',
+      label: 'gateway, embedded, telemetry off',
+      scenarios: full,
+      start: () => withGcProbe((args, env) => startGateway(gatewayMain, 'embedded', { ...gatewayEnv({}), ...env }, args)),
+    },
     {
       key: 'baseline',
       label: 'baseline gateway, Redis (--baseline)',
       scenarios: full,
       redis: true,
-      start: (t) => startGateway(baselineMain(), 'baseline', gatewayEnv({ redis: t.redis }), plan.baselineNodeArgs),
+      start: (t) =>
+        withGcProbe((args, env) => startGateway(baselineMain(), 'baseline', { ...gatewayEnv({ redis: t.redis }), ...env }, [...plan.baselineNodeArgs, ...args])),
     },
     {
       key: 'otel',
@@ -325,7 +345,7 @@ function workDirFor(name) {
 }
 
 function summary(name, r) {
-  if (name === 'idle') return `${r.conns} sockets, ${fmt(r.bytesPerConn)} B/socket first burst, ${fmt(r.warmBytesPerConn)} B/socket warm (reopen ${fmt(r.reopenBytesPerConn)})`;
+  if (name === 'idle') return `${r.conns} sockets, ${fmt(r.bytesPerConn)} B/socket first burst, ${fmt(r.warmBytesPerConn)} B/socket warm after GC (V8 heap ${fmt(r.warmHeapTotalBytesPerConn)}, ${fmt(r.warmHeapUsedBytesPerConn)} in use; native ${fmt(r.warmNativeBytesPerConn)}; ${fmt(r.warmUncollectedBytesPerConn)} before the GC; reopen ${fmt(r.reopenBytesPerConn)})`;
   if (name === 'storm') return `${fmt(r.upgradesPerSec)} upgrades/s`;
   return `${fmt(r.msgsPerSec)} msgs/s, p50 ${fmt(r.p50Ms, 3)} ms, p99 ${fmt(r.p99Ms, 3)} ms${
     Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : ''
@@ -337,6 +357,29 @@ function baselineMain() {
   const main = path.join(plan.baseline ?? '', 'packages/gateway/dist/main.js');
   if (!plan.baseline || !existsSync(main)) throw new Error(`--baseline: ${main} is missing (clone, npm ci, npm run build there)`);
   return main;
+}
+
+/**
+ * Starts a server (`start` gets node's flags and env to add) with gc-probe.mjs preloaded on a port
+ * of its own: `collectGarbage` asks it for a full collection.
+ */
+async function withGcProbe(start) {
+  const gcPort = await freePort();
+  const server = await start(['--import', path.join(root, 'scripts/bench/lib/gc-probe.mjs')], { WSGW_BENCH_GC_PORT: String(gcPort) });
+  return { ...server, gcPort };
+}
+
+/**
+ * A full garbage collection in `server` (gc-probe.mjs), then a wait for its RSS to hold still:
+ * V8 hands the emptied pages back to the OS from a thread of its own, after the collection.
+ */
+async function collectGarbage(server) {
+  if (server.gcPort === undefined) throw new Error('this server was started without gc-probe.mjs');
+  const res = await fetch(`http://127.0.0.1:${server.gcPort}/`, { signal: AbortSignal.timeout(30_000) });
+  if (!res.ok) throw new Error(`gc-probe answered ${res.status}`);
+  const usage = await res.json();
+  await settle(server.child.pid, () => true, 5, 1);
+  return usage;
 }
 
 async function startBare(nodeArgs = [], env = {}) {
@@ -372,6 +415,7 @@ function gatewayEnv({ redis, otlp, perSecond, perMinute, sampler }) {
     SHUTDOWN_DRAIN_SECONDS: '2',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     NODE_OPTIONS: plan.gatewayNodeOptions,
+    ...(plan.gatewayMallocArenaMax === '' ? {} : { MALLOC_ARENA_MAX: plan.gatewayMallocArenaMax }),
     OTEL_SDK_DISABLED: otlp ? 'false' : 'true',
     OTEL_SERVICE_NAME: 'wsgw-bench',
   };
@@ -597,7 +641,9 @@ async function runStorm(server, target, spec) {
  * Reopen: N new sockets; they land in memory the first burst freed (malloc's free lists, V8
  * pages), so RSS barely moves, for bare uWS not at all: no figure to divide by. Warm: N more on
  * top of those, past the first burst's high-water mark, on a process whose heap has grown once:
- * what each further connection costs a running replica. The target uses the warm figure.
+ * what each further connection costs a running replica, read after a full collection before and
+ * after the batch (gc-probe.mjs); the target uses this figure. The batch's RSS growth before its
+ * collection (upgrade garbage included) is reported beside it.
  */
 async function runIdle(server, target, spec) {
   const { pid } = server.child;
@@ -625,15 +671,20 @@ async function runIdle(server, target, spec) {
   const rssClosed = rssBytes(pid);
   active = await prepare(split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}c` })));
   const reopened = active.reduce((n, w) => n + w.lastReady.opened, 0);
-  // Both readings of the warm figure are taken once RSS is steady: a collection that returns
-  // pages between them (V8 starts one once allocation stops) otherwise lands in the figure.
   await settle(pid, (n) => n >= socketsBefore + reopened, spec.settleMaxS, spec.steadyS);
+  const rssReopenUncollected = rssBytes(pid);
+  // Both readings of the warm figure follow a full collection: what the sockets hold, whether or
+  // not V8's memory reducer (which runs some seconds after allocation stops, or not at all) has
+  // collected the garbage their upgrades left yet. Without it the figure swung by half.
+  const heapReopen = await collectGarbage(server);
   const rssReopen = rssBytes(pid);
   const t2 = performance.now();
   active = await openMoreIdle(spec, active, spec.conns, 'd');
   const warmConnectS = (performance.now() - t2) / 1000;
   const warmOpened = active.reduce((n, w) => n + w.lastReady.opened, 0) - reopened;
   await settle(pid, (n) => n >= socketsBefore + reopened + warmOpened, spec.settleMaxS, spec.steadyS);
+  const rssWarmUncollected = rssBytes(pid);
+  const heapWarm = await collectGarbage(server);
   const rssWarm = rssBytes(pid);
   const again = await closeIdle(active);
   if (reopened < spec.conns || warmOpened < spec.conns) {
@@ -652,9 +703,17 @@ async function runIdle(server, target, spec) {
     settled: settled.steady,
     rssClosedMiB: round(rssClosed / 2 ** 20, 1),
     rssReopenMiB: round(rssReopen / 2 ** 20, 1),
-    reopenBytesPerConn: round((rssReopen - rssClosed) / reopened, 0),
+    reopenBytesPerConn: round((rssReopenUncollected - rssClosed) / reopened, 0),
     rssWarmMiB: round(rssWarm / 2 ** 20, 1),
     warmBytesPerConn: round((rssWarm - rssReopen) / warmOpened, 0),
+    // The same batch read before its collection: the garbage of its upgrades included.
+    rssWarmUncollectedMiB: round(rssWarmUncollected / 2 ** 20, 1),
+    warmUncollectedBytesPerConn: round((rssWarmUncollected - rssReopen) / warmOpened, 0),
+    // Where the warm figure's bytes are, after the collection: V8's heap (pages it holds, and
+    // what is live in them) and the rest of RSS (native: uWS, malloc'd buffers, allocator slack).
+    warmHeapTotalBytesPerConn: round((heapWarm.heapTotal - heapReopen.heapTotal) / warmOpened, 0),
+    warmHeapUsedBytesPerConn: round((heapWarm.heapUsed - heapReopen.heapUsed) / warmOpened, 0),
+    warmNativeBytesPerConn: round((rssWarm - heapWarm.heapTotal - (rssReopen - heapReopen.heapTotal)) / warmOpened, 0),
     warmConnectS: round(warmConnectS, 2),
     closedWhileIdle: mergeStats([...first.stats, ...again.stats]).closes,
   };
