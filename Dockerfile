@@ -42,12 +42,10 @@ LABEL org.opencontainers.image.title="ws-gateway" \
       org.opencontainers.image.description="Horizontally scalable WebSocket gateway on uWebSockets.js"
 # Production unless told otherwise: a misconfigured pod refuses to start (CONTRACT §1) instead of
 # quietly running with the dev session validator. docker compose sets development explicitly.
-# NODE_OPTIONS and MALLOC_ARENA_MAX: the V8 options and glibc malloc arena limit the gateway ships
-# with (packages/gateway/src/runtime.ts, where the reasons are; a test keeps them equal). Setting
-# either on the pod replaces it.
+# NODE_OPTIONS: the V8 options the gateway ships with (packages/gateway/src/runtime.ts, where the
+# reason is; a test keeps the two equal). Setting NODE_OPTIONS on the pod replaces them.
 ENV NODE_ENV=production \
     NODE_OPTIONS=--max-semi-space-size=8 \
-    MALLOC_ARENA_MAX=2 \
     ENVIRONMENT=production \
     HOST=0.0.0.0 \
     PORT=8000

@@ -8,10 +8,9 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const build = spawnSync('npx', ['turbo', 'run', 'build', '--output-logs=errors-only'], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
-// The V8 options and malloc arena limit the image ships with (packages/gateway/src/runtime.ts),
-// unless NODE_OPTIONS or MALLOC_ARENA_MAX is set.
-const { gatewayProcessEnv } = await import('@wsgw/gateway/runtime');
-const env = { ...process.env, ...gatewayProcessEnv() };
+// The V8 options the image ships with (packages/gateway/src/runtime.ts), unless NODE_OPTIONS is set.
+const { gatewayNodeOptions } = await import('@wsgw/gateway/runtime');
+const env = { ...process.env, NODE_OPTIONS: gatewayNodeOptions() };
 const child = spawn(process.execPath, ['packages/gateway/dist/main.js'], { cwd: root, stdio: 'inherit', env });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GATEWAY_MALLOC_ARENA_MAX, GATEWAY_NODE_OPTIONS } from '@wsgw/local-cluster';
+import { GATEWAY_NODE_OPTIONS } from '@wsgw/local-cluster';
 
 export interface Instruction {
   keyword: string;
@@ -71,15 +71,10 @@ export function checkDockerfile(repo: string): string[] {
   const cmd = final.find((i) => i.keyword === 'CMD' || i.keyword === 'ENTRYPOINT');
   if (!cmd || !cmd.args.includes('packages/gateway/dist/main.js')) problems.push('Dockerfile: the image does not start packages/gateway/dist/main.js');
   if (!final.some((i) => i.keyword === 'EXPOSE')) problems.push('Dockerfile: the runtime stage exposes no port');
-  // The process environment the gateway is measured and shipped with (packages/gateway/src/runtime.ts).
+  // The V8 options the gateway is measured and shipped with (packages/gateway/src/runtime.ts).
   const env = new Map(final.filter((i) => i.keyword === 'ENV').flatMap((i) => envPairs(i.args)));
-  for (const [name, shipped] of [
-    ['NODE_OPTIONS', GATEWAY_NODE_OPTIONS],
-    ['MALLOC_ARENA_MAX', GATEWAY_MALLOC_ARENA_MAX],
-  ] as const) {
-    if (env.get(name) !== shipped) {
-      problems.push(`Dockerfile: the runtime stage's ${name} is ${JSON.stringify(env.get(name) ?? '')}, not the gateway's ${JSON.stringify(shipped)} (packages/gateway/src/runtime.ts)`);
-    }
+  if (env.get('NODE_OPTIONS') !== GATEWAY_NODE_OPTIONS) {
+    problems.push(`Dockerfile: the runtime stage's NODE_OPTIONS is ${JSON.stringify(env.get('NODE_OPTIONS') ?? '')}, not the gateway's ${JSON.stringify(GATEWAY_NODE_OPTIONS)} (packages/gateway/src/runtime.ts)`);
   }
   if (final.some((i) => i.keyword === 'COPY' && !/--from=/.test(i.args))) {
     problems.push('Dockerfile: the runtime stage copies from the build context (sources, not build output)');

@@ -17,23 +17,3 @@ export const GATEWAY_NODE_OPTIONS = '--max-semi-space-size=8';
 export function gatewayNodeOptions(env: NodeJS.ProcessEnv = process.env): string {
   return env['NODE_OPTIONS'] ?? GATEWAY_NODE_OPTIONS;
 }
-
-/**
- * glibc malloc's arena limit the gateway ships with (MALLOC_ARENA_MAX), set wherever NODE_OPTIONS
- * is. By default glibc gives each thread that allocates its own arena, up to 8 per core; V8's
- * garbage-collection helpers allocate in theirs, and what they free stays resident in arenas the
- * main thread never reuses. Measured: after a full collection a Redis-mode replica held ~1.7 KB of
- * native memory per further idle socket in most readings (bare uWS: ~0.55 KB); with 2 arenas,
- * 0.3-0.55 KB (docs/BENCHMARKS.md, "Memory per idle socket", 2026-12-06 evening). The main thread
- * does nearly all of the gateway's allocation, so two arenas cost it no contention worth measuring.
- * glibc reads it once at start: it must be in the environment the process starts with.
- */
-export const GATEWAY_MALLOC_ARENA_MAX = '2';
-
-/**
- * The environment a gateway process starts with, on top of its configuration: the operator's
- * NODE_OPTIONS and MALLOC_ARENA_MAX where set (even empty), else the shipped ones.
- */
-export function gatewayProcessEnv(env: NodeJS.ProcessEnv = process.env): { NODE_OPTIONS: string; MALLOC_ARENA_MAX: string } {
-  return { NODE_OPTIONS: gatewayNodeOptions(env), MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] ?? GATEWAY_MALLOC_ARENA_MAX };
-}

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GATEWAY_MALLOC_ARENA_MAX, GATEWAY_NODE_OPTIONS, gatewayNodeOptions, gatewayProcessEnv } from '../src/runtime.js';
+import { GATEWAY_NODE_OPTIONS, gatewayNodeOptions } from '../src/runtime.js';
 
 const dockerfile = readFileSync(new URL('../../../Dockerfile', import.meta.url), 'utf8');
 
@@ -35,17 +35,5 @@ describe('the V8 options the gateway ships with', () => {
     const MiB = 1024 * 1024;
     expect(youngGenerationAfterChurn(GATEWAY_NODE_OPTIONS)).toBeLessThanOrEqual(16 * MiB);
     expect(youngGenerationAfterChurn('')).toBeGreaterThan(16 * MiB);
-  });
-});
-
-describe('the malloc arena limit the gateway ships with', () => {
-  it('is the operator MALLOC_ARENA_MAX when set, else the shipped one, beside NODE_OPTIONS', () => {
-    expect(gatewayProcessEnv({})).toEqual({ NODE_OPTIONS: GATEWAY_NODE_OPTIONS, MALLOC_ARENA_MAX: GATEWAY_MALLOC_ARENA_MAX });
-    expect(gatewayProcessEnv({ MALLOC_ARENA_MAX: '4' })).toEqual({ NODE_OPTIONS: GATEWAY_NODE_OPTIONS, MALLOC_ARENA_MAX: '4' });
-    expect(gatewayProcessEnv({ NODE_OPTIONS: '', MALLOC_ARENA_MAX: '' })).toEqual({ NODE_OPTIONS: '', MALLOC_ARENA_MAX: '' });
-  });
-
-  it('is what the image sets', () => {
-    expect(/MALLOC_ARENA_MAX=(\S+)/.exec(dockerfile)?.[1]).toBe(GATEWAY_MALLOC_ARENA_MAX);
   });
 });

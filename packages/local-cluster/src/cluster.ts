@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gatewayProcessEnv } from '@wsgw/gateway/runtime';
+import { gatewayNodeOptions } from '@wsgw/gateway/runtime';
 import {
   addServer,
   deleteServer,
@@ -262,8 +262,8 @@ export class LocalCluster {
     const logFile = this.logFile(replica.name);
     const env: Record<string, string | undefined> = {
       ...process.env,
-      // The V8 options and malloc arena limit the image ships with, unless this shell sets its own.
-      ...gatewayProcessEnv(process.env),
+      // The V8 options the image ships with, unless this shell sets its own.
+      NODE_OPTIONS: gatewayNodeOptions(process.env),
       OTEL_SDK_DISABLED: 'true',
       LOG_LEVEL: 'info',
       // HAProxy reaches the replicas from 127.0.0.1 and says who its client was in X-Forwarded-For

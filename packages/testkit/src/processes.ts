@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { gatewayProcessEnv } from '@wsgw/gateway/runtime';
+import { GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
 import { dieWithParent, registerChild } from './redis.js';
 
 /** Built entry point: tests that spawn replicas need `npm run build` first. */
@@ -46,8 +46,8 @@ export async function spawnGateway(env: Record<string, string>, options: SpawnGa
     LOG_LEVEL: 'info',
     OTEL_SDK_DISABLED: 'true',
     SHUTDOWN_DRAIN_SECONDS: '1',
-    // The V8 options and malloc arena limit the image ships with.
-    ...gatewayProcessEnv({}),
+    // The V8 options the image ships with.
+    NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
     ...env,
   };
   const child: ChildProcess = spawn(...dieWithParent(process.execPath, [GATEWAY_MAIN]), {
@@ -196,7 +196,7 @@ export interface LaunchedGateway {
  */
 export function launchGateway(env: Record<string, string>): LaunchedGateway {
   const child = spawn(...dieWithParent(process.execPath, [GATEWAY_MAIN]), {
-    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', ...gatewayProcessEnv({}), ...env },
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', NODE_OPTIONS: GATEWAY_NODE_OPTIONS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   registerChild(child);
