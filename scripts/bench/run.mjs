@@ -10,11 +10,11 @@
 //                              [--alloc-prof [embedded|bare]]   (what it allocates per message, by function)
 //                              [--gateway-node-options=...]   (NODE_OPTIONS of the gateways; default: the
 //                              ones it ships with, packages/gateway/src/runtime.ts; empty for Node's defaults)
-//                              [--gateway-malloc-arena-max=N]   (their MALLOC_ARENA_MAX; default: as shipped;
-//                              empty for glibc's default)
 //                              [--baseline DIR]   (also run DIR's built Redis-mode gateway, interleaved: an A/B)
 //                              [--baseline-node-args="..."]   (node's own flags for the baseline gateway, V8's
 //                              included: with --baseline . an A/B of runtime flags on one build)
+//                              [--baseline-env="NAME=VALUE NAME2="]   (over the baseline gateway's environment;
+//                              NAME= unsets it: with --baseline . an A/B of, say, MALLOC_ARENA_MAX)
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -45,7 +45,7 @@ import { startOtlpSink } from './lib/otlp-sink.mjs';
 import { printReport, evaluateTargets } from './lib/report.mjs';
 import { topFunctions } from './cpuprofile-top.mjs';
 import { allocationSites, formatAllocation } from './lib/alloc.mjs';
-import { GATEWAY_MALLOC_ARENA_MAX, GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
+import { GATEWAY_NODE_OPTIONS } from '@wsgw/gateway/runtime';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -59,13 +59,10 @@ const plan = {
   client: args.client === 'ws' ? 'ws' : 'raw',
   // The gateway as it ships (the Dockerfile sets the same NODE_OPTIONS).
   gatewayNodeOptions: args['gateway-node-options'] === undefined ? GATEWAY_NODE_OPTIONS : String(args['gateway-node-options'] === true ? '' : args['gateway-node-options']),
-  // And with glibc's arena limit as shipped; `--gateway-malloc-arena-max=` for glibc's default.
-  gatewayMallocArenaMax:
-    args['gateway-malloc-arena-max'] === undefined ? GATEWAY_MALLOC_ARENA_MAX : String(args['gateway-malloc-arena-max'] === true ? '' : args['gateway-malloc-arena-max']),
   warmupS: Number(args.warmup ?? (quick ? 0.3 : 1)),
   durationS: Number(args.duration ?? (quick ? 1 : 5)),
   rounds: Number(args.rounds ?? (quick ? 1 : 3)),
-  idleRounds: Math.max(1, Number(args['idle-rounds'] ?? (quick ? 1 : 3))),
+  idleRounds: Math.max(1, Number(args['idle-rounds'] ?? (quick ? 1 : 5))),
   monitorMs: quick ? 300 : 1000,
   throughput: { conns: Number(args.conns ?? (quick ? 20 : 100)), inflight: Number(args.inflight ?? 8) },
   latency: { conns: quick ? 4 : 10, inflight: 1 },
@@ -89,6 +86,8 @@ const plan = {
   // an A/B of two commits that the machine's drift between separate runs cannot blur.
   baseline: typeof args.baseline === 'string' ? path.resolve(args.baseline) : undefined,
   baselineNodeArgs: typeof args['baseline-node-args'] === 'string' ? args['baseline-node-args'].split(/\s+/).filter(Boolean) : [],
+  // NAME=VALUE pairs (space-separated) over the baseline gateway's environment; NAME= unsets one.
+  baselineEnv: typeof args['baseline-env'] === 'string' ? args['baseline-env'].split(/\s+/).filter(Boolean).map((pair) => pair.split(/=(.*)/s, 2)) : [],
 };
 if (plan.baseline && !plan.only.includes('baseline')) plan.only.push('baseline');
 
@@ -134,12 +133,13 @@ async function main() {
       kernel: os.release(),
       commit: gitCommit(root),
       baseline: plan.baseline
-        ? `${plan.baseline} (commit ${gitCommit(plan.baseline)})${plan.baselineNodeArgs.length > 0 ? `, node ${plan.baselineNodeArgs.join(' ')}` : ''}`
+        ? `${plan.baseline} (commit ${gitCommit(plan.baseline)})${plan.baselineNodeArgs.length > 0 ? `, node ${plan.baselineNodeArgs.join(' ')}` : ''}${
+            plan.baselineEnv.length > 0 ? `, env ${plan.baselineEnv.map(([k, v]) => `${k}=${v ?? ''}`).join(' ')}` : ''
+          }`
         : undefined,
       workers: plan.workers,
       client: plan.client === 'ws' ? 'the ws package (scripts/bench/lib/wsclient.mjs)' : 'raw WebSocket over node:net (scripts/bench/lib/rawws.mjs)',
       gatewayNodeOptions: plan.gatewayNodeOptions,
-      gatewayMallocArenaMax: plan.gatewayMallocArenaMax,
       warmupS: plan.warmupS,
       durationS: plan.durationS,
       rounds: plan.rounds,
@@ -217,7 +217,7 @@ async function runAll(report, gatewayMain) {
       scenarios: full,
       redis: true,
       start: (t) =>
-        withGcProbe((args, env) => startGateway(baselineMain(), 'baseline', { ...gatewayEnv({ redis: t.redis }), ...env }, [...plan.baselineNodeArgs, ...args])),
+        withGcProbe((args, env) => startGateway(baselineMain(), 'baseline', baselineEnv({ ...gatewayEnv({ redis: t.redis }), ...env }), [...plan.baselineNodeArgs, ...args])),
     },
     {
       key: 'otel',
@@ -352,6 +352,16 @@ function summary(name, r) {
   }`;
 }
 
+/** `env` with --baseline-env applied. */
+function baselineEnv(env) {
+  const out = { ...env };
+  for (const [name, value] of plan.baselineEnv) {
+    if (value === '' || value === undefined) delete out[name];
+    else out[name] = value;
+  }
+  return out;
+}
+
 /** The --baseline checkout's gateway entry point; that checkout must be built. */
 function baselineMain() {
   const main = path.join(plan.baseline ?? '', 'packages/gateway/dist/main.js');
@@ -415,7 +425,6 @@ function gatewayEnv({ redis, otlp, perSecond, perMinute, sampler }) {
     SHUTDOWN_DRAIN_SECONDS: '2',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     NODE_OPTIONS: plan.gatewayNodeOptions,
-    ...(plan.gatewayMallocArenaMax === '' ? {} : { MALLOC_ARENA_MAX: plan.gatewayMallocArenaMax }),
     OTEL_SDK_DISABLED: otlp ? 'false' : 'true',
     OTEL_SERVICE_NAME: 'wsgw-bench',
   };

@@ -87,7 +87,6 @@ export function printReport(report, out) {
   w(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.redisVersion ?? ''}`);
   w(`commit ${m.commit}; client: ${m.workers} load-generator processes, ${m.client}`);
   if (m.gatewayNodeOptions !== undefined) w(`gateway NODE_OPTIONS: ${m.gatewayNodeOptions === '' ? "(none: Node's defaults)" : m.gatewayNodeOptions}`);
-  if (m.gatewayMallocArenaMax !== undefined) w(`gateway MALLOC_ARENA_MAX: ${m.gatewayMallocArenaMax === '' ? "(unset: glibc's default)" : m.gatewayMallocArenaMax}`);
   if (m.baseline) w(`baseline: ${m.baseline}`);
   w(`window ${m.durationS} s after ${m.warmupS} s warm-up; load average at start ${m.loadAverageStart.join(' ')}, end ${m.loadAverageEnd?.join(' ')}`);
   w(`raw files: ${m.outDir}`);
