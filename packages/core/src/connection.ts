@@ -42,11 +42,7 @@ export abstract class Connection {
    * QuietTrace built from it on first use.
    */
   private trace: Link[] | QuietTrace | SpanContext | undefined;
-  /**
-   * The hub's list of open connections, kept in the connections themselves: a Map would cost each
-   * idle socket an entry (~30-60 B with its table's spare capacity) and leave a table's worth of
-   * garbage behind each time it doubles. Only ConnectionHub touches these.
-   */
+  /** The hub's list of open connections, kept in the connections themselves: see OpenConnections. */
   newer: Connection | null = null;
   older: Connection | null = null;
 

@@ -9,8 +9,9 @@ import {
 } from '@wsgw/protocol';
 import type { Connection } from './connection.js';
 import { FloodWatch } from './flood.js';
-import type { GatewayMetrics } from './metrics.js';
+import { closeErrorReason, type GatewayMetrics } from './metrics.js';
 import { IdSource } from './ids.js';
+import { OpenConnections } from './open-connections.js';
 import { PendingRequests } from './pending.js';
 import { SharedStateUnavailableError } from './ports.js';
 import type {
@@ -56,9 +57,7 @@ export interface HubDeps {
  * replies back. Each message gets exactly one outcome (replies or one error frame).
  */
 export class ConnectionHub {
-  /** The open connections, newest first, linked through Connection.newer/older. */
-  private newest: Connection | null = null;
-  private openConnections = 0;
+  private readonly connections = new OpenConnections();
   private readonly pending: PendingRequests;
   private readonly requestIds = new IdSource();
   /** Sockets that keep sending past their rate limit (closed with 1008). */
@@ -85,7 +84,7 @@ export class ConnectionHub {
   }
 
   get openCount(): number {
-    return this.openConnections;
+    return this.connections.size;
   }
 
   get pendingCount(): number {
@@ -104,24 +103,8 @@ export class ConnectionHub {
   /** The transport's socket for an admitted upgrade has opened; core tracks it until `closed`. */
   open(connection: Connection): void {
     connection.markOpened(this.deps.clock.now());
-    const { newest } = this;
-    connection.older = newest;
-    if (newest !== null) newest.newer = connection;
-    this.newest = connection;
-    this.openConnections++;
+    this.connections.add(connection);
     this.deps.metrics.connectionAccepted(connection.path);
-  }
-
-  private unlink(connection: Connection): void {
-    const { newer, older } = connection;
-    // Not in the list: never opened here.
-    if (newer === null && this.newest !== connection) return;
-    if (newer !== null) newer.older = older;
-    else this.newest = older;
-    if (older !== null) older.newer = newer;
-    connection.newer = null;
-    connection.older = null;
-    this.openConnections--;
   }
 
   /**
@@ -356,10 +339,10 @@ export class ConnectionHub {
   closed(connection: Connection, code: number): void {
     if (connection.closed) return;
     connection.closed = true;
-    this.unlink(connection);
+    this.connections.remove(connection);
     const { deps } = this;
     deps.metrics.connectionClosed(connection.path, deps.clock.now() - connection.openedAt, connection.origin, code);
-    const error = closeError(code);
+    const error = closeErrorReason(code);
     if (error !== undefined) deps.metrics.connectionError(connection.path, error);
     deps.leases.release(connection.id, connection.userId).catch((err: unknown) => {
       deps.log.warn({ err, connection_id: connection.id }, 'slot release failed; lease will expire');
@@ -368,11 +351,7 @@ export class ConnectionHub {
 
   /** Closes every open socket with `code` (shutdown: 1001). */
   closeAll(code: number, reason: string): void {
-    for (let connection = this.newest; connection !== null; ) {
-      const next = connection.older;
-      this.closeConnection(connection, code, reason);
-      connection = next;
-    }
+    this.connections.forEach((connection) => this.closeConnection(connection, code, reason));
   }
 
   stop(): void {
@@ -416,14 +395,13 @@ export class ConnectionHub {
   /** Rare (a replica that was paused past its leases): one walk of the open connections. */
   private closeLost(ids: string[]): void {
     const lost = new Set(ids);
-    for (let connection = this.newest; connection !== null && lost.size > 0; ) {
-      const next = connection.older;
+    this.connections.forEach((connection) => {
       if (lost.delete(connection.id)) {
         this.deps.log.warn({ connection_id: connection.id, user_id: connection.userId }, 'connection slot lease was lost; closing');
         this.closeConnection(connection, CloseCode.internal, 'connection lease lost');
       }
-      connection = next;
-    }
+      return lost.size > 0;
+    });
   }
 
   private expireOverdue(): void {
@@ -448,34 +426,6 @@ function peekId(text: string | null): string | undefined {
   if (text === null || text.length > 65_536) return undefined;
   const parsed = parseClientMessage(text);
   return parsed.ok ? parsed.value.id : parsed.id;
-}
-
-/**
- * Close codes that mean something went wrong, as a low-cardinality reason; undefined for a
- * normal close (1000, 1001, 1005 no code). Application codes (3000-4999) collapse into `other`.
- */
-function closeError(code: number): string | undefined {
-  switch (code) {
-    case 1000:
-    case 1001:
-    case 1005:
-      return undefined;
-    case 1002:
-      return 'protocol_error';
-    case 1003:
-    case 1007:
-      return 'invalid_data';
-    case 1006:
-      return 'abnormal_closure';
-    case 1008:
-      return 'policy_violation';
-    case 1009:
-      return 'message_too_big';
-    case 1011:
-      return 'internal_error';
-    default:
-      return 'other';
-  }
 }
 
 /** Ends a message span with its outcome; `failed` marks outcomes that are the server's fault. */

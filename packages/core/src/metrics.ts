@@ -57,3 +57,32 @@ export const noopMetrics: GatewayMetrics = {
   observePendingRequests() {},
   observeAgentQueues() {},
 };
+
+/**
+ * Close codes that mean something went wrong, as the low-cardinality reason `connectionError`
+ * carries; undefined for a normal close (1000, 1001, 1005 no code). Application codes (3000-4999)
+ * collapse into `other`.
+ */
+export function closeErrorReason(code: number): string | undefined {
+  switch (code) {
+    case 1000:
+    case 1001:
+    case 1005:
+      return undefined;
+    case 1002:
+      return 'protocol_error';
+    case 1003:
+    case 1007:
+      return 'invalid_data';
+    case 1006:
+      return 'abnormal_closure';
+    case 1008:
+      return 'policy_violation';
+    case 1009:
+      return 'message_too_big';
+    case 1011:
+      return 'internal_error';
+    default:
+      return 'other';
+  }
+}
