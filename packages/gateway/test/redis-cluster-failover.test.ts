@@ -13,7 +13,7 @@ import {
 } from '@wsgw/testkit';
 import { redisKeys, type RedisKeys } from '@wsgw/redis';
 import { eventually } from './redis-support.js';
-import { devUserId } from './redis-topologies.js';
+import { devUserId, liveSlots } from './redis-topologies.js';
 
 // Real replicas and a 6-node cluster on a machine shared with other work: waits inside are bounded.
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
@@ -70,11 +70,7 @@ describe('limits through a Redis Cluster failover (3 masters, one replica each)'
   };
 
   /** Unexpired slots in a sorted set, asked of the master serving it now, by that master's clock. */
-  const liveSlots = async (key: string): Promise<number> => {
-    const admin = adminOf(await cluster.masterOf(key));
-    const [sec, usec] = await admin.time();
-    return admin.zcount(key, `(${Number(sec) * 1000 + Math.floor(Number(usec) / 1000)}`, '+inf');
-  };
+  const liveSlotsOf = async (key: string): Promise<number> => liveSlots(adminOf(await cluster.masterOf(key)), key);
 
   /** Dev tokens of users whose message windows live on `master` (a failover of it moves them too). */
   async function tokensOn(master: number, keys: RedisKeys, count: number): Promise<string[]> {
@@ -155,10 +151,10 @@ describe('limits through a Redis Cluster failover (3 masters, one replica each)'
       /** Redis holds, unexpired, exactly the sockets open now: in all, and per user. */
       const slotsMatch = async () => {
         const open = held.filter((s) => !s.leaving);
-        if ((await liveSlots(keys.slotsAll())) !== open.length) return false;
+        if ((await liveSlotsOf(keys.slotsAll())) !== open.length) return false;
         for (let user = 0; user < tokens.length; user++) {
           const mine = open.filter((s) => s.user === user).length;
-          if ((await liveSlots(keys.slotsOfUser(devUserId(tokens[user] as string)))) !== mine) return false;
+          if ((await liveSlotsOf(keys.slotsOfUser(devUserId(tokens[user] as string)))) !== mine) return false;
         }
         return true;
       };

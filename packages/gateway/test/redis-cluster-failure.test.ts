@@ -14,7 +14,7 @@ import {
 import { redisKeys } from '@wsgw/redis';
 import { BOUND_MS, fetchPing, lastHealth, outageScenario, RECOVERY_MS, timed, type Outage, type Target } from './redis-outage.js';
 import { eventually } from './redis-support.js';
-import { devUserId } from './redis-topologies.js';
+import { devUserId, liveSlots } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
@@ -82,7 +82,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
 
   const target: Target = {
     url: () => cluster.url,
-    slotCount: (key) => admin.zcard(key).catch(() => -1),
+    slotCount: (key) => liveSlots(admin, key).catch(() => -1),
     started,
   };
   for (const [name, outage] of Object.entries(outages)) {

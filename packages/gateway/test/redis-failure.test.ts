@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { startRedisServer, TcpProxy, type GatewayProcess, type RedisServerProcess } from '@wsgw/testkit';
 import { outageScenario, fetchPing, type Outage, type Target } from './redis-outage.js';
 import { eventually } from './redis-support.js';
+import { liveSlots } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
@@ -55,7 +56,7 @@ describe('limits while Redis is unavailable', () => {
     },
   };
 
-  const target: Target = { url: () => proxy.url, slotCount: (key) => server.admin().zcard(key), started };
+  const target: Target = { url: () => proxy.url, slotCount: (key) => liveSlots(server.admin(), key), started };
   for (const [name, outage] of Object.entries(outages)) {
     it(`Redis ${name}: local keeps serving with per-replica limits, closed refuses, both recover`, () =>
       outageScenario(name, target, outage));

@@ -12,7 +12,7 @@ import {
   type TestRedis,
 } from '@wsgw/testkit';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
-import { redisNow, topologies, type Topology } from './redis-topologies.js';
+import { liveSlots, redisNow, topologies, type Topology } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
@@ -38,12 +38,6 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     const list = await Promise.all(Array.from({ length: n }, () => spawnGateway({ REDIS_URL: redis.url, ...env })));
     started.push(...list);
     return list;
-  }
-
-  /** Live (unexpired) slots in Redis, by Redis TIME. */
-  async function liveSlots(prefix: string): Promise<number> {
-    const now = await redisNow(admin);
-    return admin.zcount(`${prefix}{slots}:all`, `(${now}`, '+inf');
   }
 
   it('frees the slots of a replica killed with SIGKILL within WEBSOCKET_LEASE_SECONDS', async () => {
@@ -76,7 +70,7 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     const prefix = uniquePrefix('sigterm');
     const [a] = await replicas(1, { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '60' });
     const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => open(a!.wsUrl(`graceful-${i}`))));
-    expect(await liveSlots(prefix)).toBe(8);
+    expect(await liveSlots(admin, `${prefix}{slots}:all`)).toBe(8);
     const exit = await a!.stop();
     expect(exit.code).toBe(0);
     const codes = await Promise.all(clients.map((c) => c.closed));
@@ -94,10 +88,10 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
       Array.from({ length: attempts }, (_, i) => abortedUpgrade(a!.port, `quitter-${i % 7}`, i % 4)),
     );
     // Every aborted admission released what it took; the one real socket still counts.
-    await eventually(async () => (await liveSlots(prefix)) === 1, 5000, 'aborted upgrades released');
+    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 1, 5000, 'aborted upgrades released');
     expect(await admin.zrange(`${prefix}{slots}:all`, 0, -1)).toHaveLength(1);
     await keeper.close();
-    await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'closed socket released');
+    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 0, 5000, 'closed socket released');
   });
 
   it('closes its own sockets when it wakes from a SIGSTOP longer than the lease and its slots were taken', async () => {
@@ -126,7 +120,7 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     // B's sockets are untouched and are the ones Redis counts.
     for (const c of onB) c.send({ agent_type: 'echo', message: 'still here' });
     for (const c of onB) expect(await c.next()).toMatchObject({ type: 'response', message: 'still here' });
-    expect(await liveSlots(prefix)).toBe(2);
+    expect(await liveSlots(admin, `${prefix}{slots}:all`)).toBe(2);
     await closeAll(onB);
   });
 
@@ -153,11 +147,6 @@ describe('slot bookkeeping under churn and mixed leases (single Redis, real repl
     const list = await Promise.all(Array.from({ length: n }, () => spawnGateway({ REDIS_URL: redis.url, ...env })));
     started.push(...list);
     return list;
-  }
-
-  async function liveSlots(prefix: string): Promise<number> {
-    const now = await redisNow(admin);
-    return admin.zcount(`${prefix}{slots}:all`, `(${now}`, '+inf');
   }
 
   it('ends a churn of connects, closes, aborted upgrades and replica kills with Redis counting exactly the open sockets', async () => {
@@ -210,9 +199,9 @@ describe('slot bookkeeping under churn and mixed leases (single Redis, real repl
     expect(opened).toBeGreaterThan(300);
     expect(aborted).toBeGreaterThan(200);
     // Killed replicas' slots run out within a lease; releases of closes are asynchronous.
-    await eventually(async () => (await liveSlots(prefix)) === live.length, 6000, `redis counts == ${live.length} open sockets`);
+    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === live.length, 6000, `redis counts == ${live.length} open sockets`);
     await closeAll(live.map((l) => l.client));
-    await eventually(async () => (await liveSlots(prefix)) === 0, 5000, 'all released');
+    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 0, 5000, 'all released');
   });
 
   /**

@@ -23,6 +23,10 @@ export interface Outage {
 /** Where the replicas find Redis, and how the test counts the slots held there. */
 export interface Target {
   url: () => string;
+  /**
+   * Unexpired slots in a sorted set (liveSlots). Not ZCARD: leases that ran out during a long
+   * outage stay in the set until a script reaps them, and would pass for re-registered slots.
+   */
   slotCount: (key: string) => Promise<number>;
   started: GatewayProcess[];
 }

@@ -62,3 +62,12 @@ export async function redisNow(admin: Redis | Cluster): Promise<number> {
   const [sec, usec] = await admin.time();
   return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
 }
+
+/**
+ * Unexpired slot leases in a sorted set (members scored by their expiry, ms of Redis TIME), by the
+ * clock of the Redis asked. An expired member stays in the set until a script reaps it: ZCARD
+ * counts a lease that ran out during an outage as held.
+ */
+export async function liveSlots(admin: Redis | Cluster, key: string): Promise<number> {
+  return admin.zcount(key, `(${await redisNow(admin)}`, '+inf');
+}
