@@ -64,7 +64,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
     },
     'master of the {slots} hash slot killed (cluster down), then back empty': {
       begin: async () => {
-        const dead = await masterOf(cluster, '{slots}');
+        const dead = cluster.node(await cluster.masterOf('{slots}'));
         slotsMaster = dead;
         await dead.kill();
         // The survivors mark it failed after cluster-node-timeout (2 s); then, with the default
@@ -105,7 +105,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
     // of the next round fails. A try whose outage a failed call or PING showed anyway (the
     // replica's log says `redis unreachable` with no master link seen ending first) is not the
     // case at hand: try again.
-    const master = await masterOf(cluster, '{slots}');
+    const master = cluster.node(await cluster.masterOf('{slots}'));
     const logged = (msg: string) => a.logs().filter((l) => String(l['msg']).startsWith(msg)).length;
     const pings = async (probe: Redis) => Number(/cmdstat_ping:calls=(\d+)/.exec(await probe.info('commandstats'))?.[1] ?? 0);
     let back = 0;
@@ -139,7 +139,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
   });
 
   it('Cluster master serving only rate shards killed: decisions stay bounded before and after the cluster goes down, then back', async () => {
-    const survivor = await masterOf(cluster, '{slots}');
+    const survivor = cluster.node(await cluster.masterOf('{slots}'));
     const victim = nodes().find((n) => n !== survivor) as RedisServerProcess;
     const localPrefix = uniquePrefix('fail-local-rate-master');
     // Users whose message windows live on the victim, and users whose windows live elsewhere.
@@ -148,7 +148,7 @@ describe('limits while a Redis Cluster is unavailable', () => {
     let onVictim = 0;
     for (let i = 0; tokens.length < 4; i++) {
       const token = `r${i}`;
-      const hit = (await masterOf(cluster, `{rate:${keys.rateShardOf(devUserId(token))}}`)) === victim;
+      const hit = cluster.node(await cluster.masterOf(`{rate:${keys.rateShardOf(devUserId(token))}}`)) === victim;
       if ((hit && onVictim < 2) || (!hit && tokens.length - onVictim < 2)) {
         tokens.push(token);
         if (hit) onVictim++;
@@ -233,13 +233,3 @@ describe('limits while a Redis Cluster is unavailable', () => {
     await Promise.all([local, closed].map((g) => g.stop()));
   });
 });
-
-/** The cluster master whose hash slots include `key`'s. */
-async function masterOf(cluster: RedisClusterProcess, key: string): Promise<RedisServerProcess> {
-  const any = cluster.nodeAdmin(cluster.ports[0] as number);
-  const slot = Number(await any.cluster('KEYSLOT', key));
-  const range = (await any.cluster('SLOTS')).find(([from, to]) => slot >= from && slot <= to);
-  const master = range?.[2];
-  if (!master) throw new Error(`no master serves hash slot ${slot}`);
-  return cluster.node(master[1]);
-}
