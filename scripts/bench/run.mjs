@@ -197,27 +197,15 @@ async function runAll(report, gatewayMain) {
   const withRedis = async (key) => startRedis(workDirFor(`redis-${key}`));
   const defs = [
     // The targets measured idle carry gc-probe.mjs (runIdle collects garbage before reading RSS).
-    { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => withGcProbe((args, env) => startBare(args, env)) },
-    {
-      key: 'redis',
-      label: '(b) gateway, Redis, telemetry off',
-      scenarios: full,
-      redis: true,
-      start: (t) => withGcProbe((args, env) => startGateway(gatewayMain, 'redis', { ...gatewayEnv({ redis: t.redis }), ...env }, args)),
-    },
-    {
-      key: 'embedded',
-      label: 'gateway, embedded, telemetry off',
-      scenarios: full,
-      start: () => withGcProbe((args, env) => startGateway(gatewayMain, 'embedded', { ...gatewayEnv({}), ...env }, args)),
-    },
+    { key: 'bare', label: '(a) bare uWS echo', scenarios: full, start: () => withGcProbe(startBare) },
+    { key: 'redis', label: '(b) gateway, Redis, telemetry off', scenarios: full, redis: true, start: (t) => probedGateway(gatewayMain, 'redis', gatewayEnv({ redis: t.redis })) },
+    { key: 'embedded', label: 'gateway, embedded, telemetry off', scenarios: full, start: () => probedGateway(gatewayMain, 'embedded', gatewayEnv({})) },
     {
       key: 'baseline',
       label: 'baseline gateway, Redis (--baseline)',
       scenarios: full,
       redis: true,
-      start: (t) =>
-        withGcProbe((args, env) => startGateway(baselineMain(), 'baseline', baselineEnv({ ...gatewayEnv({ redis: t.redis }), ...env }), [...plan.baselineNodeArgs, ...args])),
+      start: (t) => probedGateway(baselineMain(), 'baseline', baselineEnv(gatewayEnv({ redis: t.redis })), plan.baselineNodeArgs),
     },
     {
       key: 'otel',
@@ -377,6 +365,11 @@ async function withGcProbe(start) {
   const gcPort = await freePort();
   const server = await start(['--import', path.join(root, 'scripts/bench/lib/gc-probe.mjs')], { WSGW_BENCH_GC_PORT: String(gcPort) });
   return { ...server, gcPort };
+}
+
+/** startGateway with gc-probe.mjs preloaded (withGcProbe). */
+function probedGateway(mainJs, name, env, nodeArgs = []) {
+  return withGcProbe((probeArgs, probeEnv) => startGateway(mainJs, name, { ...env, ...probeEnv }, [...nodeArgs, ...probeArgs]));
 }
 
 /**
