@@ -373,16 +373,19 @@ function probedGateway(mainJs, name, env, nodeArgs = []) {
 }
 
 /**
- * A full garbage collection in `server` (gc-probe.mjs), then a wait for its RSS to hold still:
- * V8 hands the emptied pages back to the OS from a thread of its own, after the collection.
+ * A full garbage collection in `server` (gc-probe.mjs) and its process.memoryUsage() taken right
+ * after it, in the same turn: RSS and V8's heap at one instant, before the server runs anything
+ * else. The collection hands emptied pages back before it returns (V8's low-memory notification
+ * waits for its unmapper). Reading RSS from outside a few seconds later instead let the server's
+ * timers run first: a lease heartbeat of 10,000 slots regrew V8's young generation from 1 to up to
+ * 16 MiB after the collection had shrunk it, and that read as ~1.5 KB per socket in about half the
+ * Redis-mode rounds (docs/BENCHMARKS.md, "Memory per idle socket").
  */
 async function collectGarbage(server) {
   if (server.gcPort === undefined) throw new Error('this server was started without gc-probe.mjs');
   const res = await fetch(`http://127.0.0.1:${server.gcPort}/`, { signal: AbortSignal.timeout(30_000) });
   if (!res.ok) throw new Error(`gc-probe answered ${res.status}`);
-  const usage = await res.json();
-  await settle(server.child.pid, () => true, 5, 1);
-  return usage;
+  return res.json();
 }
 
 async function startBare(nodeArgs = [], env = {}) {
@@ -669,17 +672,22 @@ async function runIdle(server, target, spec) {
   const first = await closeIdle(active);
   if (opened < spec.conns) throw new Error(`only ${opened}/${spec.conns} idle sockets opened: ${JSON.stringify(first.failures)}`);
 
+  // The probe's first request in a process costs ~1.1 MiB of native memory that shows up in RSS
+  // over the next few hundred ms, bare uWS included: paid here, before the settle and the readings
+  // that follow it, rather than inside the warm figure's first reading.
+  await collectGarbage(server);
   const settled = await settle(pid, (n) => n <= socketsBefore, spec.settleMaxS, spec.steadyS);
   const rssClosed = rssBytes(pid);
   active = await prepare(split(spec.conns).map((conns, i) => (conns === 0 ? null : { ...spec, conns, tokenPrefix: `${spec.tag}-w${i}c` })));
   const reopened = active.reduce((n, w) => n + w.lastReady.opened, 0);
   await settle(pid, (n) => n >= socketsBefore + reopened, spec.settleMaxS, spec.steadyS);
   const rssReopenUncollected = rssBytes(pid);
-  // Both readings of the warm figure follow a full collection: what the sockets hold, whether or
-  // not V8's memory reducer (which runs some seconds after allocation stops, or not at all) has
-  // collected the garbage their upgrades left yet. Without it the figure swung by half.
+  // Both readings of the warm figure are the server's own, right after a full collection: what
+  // the sockets hold, whether or not V8's memory reducer (which runs some seconds after allocation
+  // stops, or not at all) has collected the garbage their upgrades left yet, and before a timer of
+  // the server's allocates anew (collectGarbage). Without it the figure swung by half.
   const heapReopen = await collectGarbage(server);
-  const rssReopen = rssBytes(pid);
+  const rssReopen = heapReopen.rss;
   const t2 = performance.now();
   active = await openMoreIdle(spec, active, spec.conns, 'd');
   const warmConnectS = (performance.now() - t2) / 1000;
@@ -687,7 +695,7 @@ async function runIdle(server, target, spec) {
   await settle(pid, (n) => n >= socketsBefore + reopened + warmOpened, spec.settleMaxS, spec.steadyS);
   const rssWarmUncollected = rssBytes(pid);
   const heapWarm = await collectGarbage(server);
-  const rssWarm = rssBytes(pid);
+  const rssWarm = heapWarm.rss;
   const again = await closeIdle(active);
   if (reopened < spec.conns || warmOpened < spec.conns) {
     throw new Error(`only ${reopened} + ${warmOpened} of ${spec.conns} + ${spec.conns} idle sockets opened after the first burst: ${JSON.stringify(again.failures)}`);

@@ -1,15 +1,17 @@
 // Preloaded into every server the bench measures idle (`node --import <this file> ...`), bare uWS
 // and gateways alike: an HTTP listener on 127.0.0.1:$WSGW_BENCH_GC_PORT whose every request runs
 // the collection V8 runs on a process that went idle, and answers once it is done with
-// process.memoryUsage() as JSON. The idle-memory readings ask for one before reading RSS, so what
-// they hold is what the sockets keep alive, not the garbage of their upgrades that V8's memory
-// reducer may or may not have collected yet (docs/BENCHMARKS.md, "What runs").
+// process.memoryUsage() as JSON, RSS included, read before anything else runs. The warm idle
+// readings are these answers, so what they hold is what the sockets keep alive: not the garbage of
+// their upgrades that V8's memory reducer may or may not have collected yet, nor what a timer of
+// the server's allocated after the collection (docs/BENCHMARKS.md, "What runs").
 //
 // The collection is the inspector's HeapProfiler.collectGarbage: V8's low-memory notification,
 // full collections that compact the heap and hand emptied pages back, as the memory reducer's do
 // (a plain gc() compacts only the most fragmented pages, so live sockets stay spread across pages
 // their upgrades' garbage filled).
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
 
 const port = Number(process.env.WSGW_BENCH_GC_PORT);
@@ -19,8 +21,11 @@ if (port > 0) {
   const server = http.createServer((req, res) => {
     session.post('HeapProfiler.collectGarbage').then(
       () => {
+        // RSS as the bench reads it from outside (VmRSS, exact): process.memoryUsage().rss comes
+        // from /proc/self/stat, which the kernel keeps to within 128 KiB per CPU.
+        const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024;
         res.setHeader('Content-Type', 'application/json');
-        res.end(JSON.stringify(process.memoryUsage()));
+        res.end(JSON.stringify({ ...process.memoryUsage(), rss }));
       },
       (err) => {
         res.statusCode = 500;
