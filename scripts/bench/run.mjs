@@ -375,11 +375,11 @@ function probedGateway(mainJs, name, env, nodeArgs = []) {
 /**
  * A full garbage collection in `server` (gc-probe.mjs) and its process.memoryUsage() taken right
  * after it, in the same turn: RSS and V8's heap at one instant, before the server runs anything
- * else. The collection hands emptied pages back before it returns (V8's low-memory notification
- * waits for its unmapper). Reading RSS from outside a few seconds later instead let the server's
- * timers run first: a lease heartbeat of 10,000 slots regrew V8's young generation from 1 to up to
- * 16 MiB after the collection had shrunk it, and that read as ~1.5 KB per socket in about half the
- * Redis-mode rounds (docs/BENCHMARKS.md, "Memory per idle socket").
+ * else. No wait for RSS to settle: in instrumented runs it fell no further after the answer (the
+ * emptied pages are back by then). Reading RSS from outside a few seconds later instead let the
+ * server's timers run first: a lease heartbeat of 10,000 slots regrew V8's young generation from
+ * 1 to up to 16 MiB after the collection had shrunk it, and that read as ~1.5 KB per socket in
+ * about half the Redis-mode rounds (docs/BENCHMARKS.md, "Memory per idle socket").
  */
 async function collectGarbage(server) {
   if (server.gcPort === undefined) throw new Error('this server was started without gc-probe.mjs');

@@ -21,8 +21,8 @@ if (port > 0) {
   const server = http.createServer((req, res) => {
     session.post('HeapProfiler.collectGarbage').then(
       () => {
-        // RSS as the bench reads it from outside (VmRSS, exact): process.memoryUsage().rss comes
-        // from /proc/self/stat, which the kernel keeps to within 128 KiB per CPU.
+        // RSS as the bench reads it from outside (VmRSS): process.memoryUsage().rss, from
+        // /proc/self/stat, moved in 128 KiB steps on this kernel where VmRSS moved by 4 KiB.
         const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024;
         res.setHeader('Content-Type', 'application/json');
         res.end(JSON.stringify({ ...process.memoryUsage(), rss }));
