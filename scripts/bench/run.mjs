@@ -686,16 +686,16 @@ async function runIdle(server, target, spec) {
   // the sockets hold, whether or not V8's memory reducer (which runs some seconds after allocation
   // stops, or not at all) has collected the garbage their upgrades left yet, and before a timer of
   // the server's allocates anew (collectGarbage). Without it the figure swung by half.
-  const heapReopen = await collectGarbage(server);
-  const rssReopen = heapReopen.rss;
+  const usageReopen = await collectGarbage(server);
+  const rssReopen = usageReopen.rss;
   const t2 = performance.now();
   active = await openMoreIdle(spec, active, spec.conns, 'd');
   const warmConnectS = (performance.now() - t2) / 1000;
   const warmOpened = active.reduce((n, w) => n + w.lastReady.opened, 0) - reopened;
   await settle(pid, (n) => n >= socketsBefore + reopened + warmOpened, spec.settleMaxS, spec.steadyS);
   const rssWarmUncollected = rssBytes(pid);
-  const heapWarm = await collectGarbage(server);
-  const rssWarm = heapWarm.rss;
+  const usageWarm = await collectGarbage(server);
+  const rssWarm = usageWarm.rss;
   const again = await closeIdle(active);
   if (reopened < spec.conns || warmOpened < spec.conns) {
     throw new Error(`only ${reopened} + ${warmOpened} of ${spec.conns} + ${spec.conns} idle sockets opened after the first burst: ${JSON.stringify(again.failures)}`);
@@ -721,9 +721,9 @@ async function runIdle(server, target, spec) {
     warmUncollectedBytesPerConn: round((rssWarmUncollected - rssReopen) / warmOpened, 0),
     // Where the warm figure's bytes are, after the collection: V8's heap (pages it holds, and
     // what is live in them) and the rest of RSS (native: uWS, malloc'd buffers, allocator slack).
-    warmHeapTotalBytesPerConn: round((heapWarm.heapTotal - heapReopen.heapTotal) / warmOpened, 0),
-    warmHeapUsedBytesPerConn: round((heapWarm.heapUsed - heapReopen.heapUsed) / warmOpened, 0),
-    warmNativeBytesPerConn: round((rssWarm - heapWarm.heapTotal - (rssReopen - heapReopen.heapTotal)) / warmOpened, 0),
+    warmHeapTotalBytesPerConn: round((usageWarm.heapTotal - usageReopen.heapTotal) / warmOpened, 0),
+    warmHeapUsedBytesPerConn: round((usageWarm.heapUsed - usageReopen.heapUsed) / warmOpened, 0),
+    warmNativeBytesPerConn: round((rssWarm - usageWarm.heapTotal - (rssReopen - usageReopen.heapTotal)) / warmOpened, 0),
     warmConnectS: round(warmConnectS, 2),
     closedWhileIdle: mergeStats([...first.stats, ...again.stats]).closes,
   };

@@ -11,11 +11,15 @@ import {
   type OpenClient,
   type TestRedis,
 } from '@wsgw/testkit';
+import { redisKeys } from '@wsgw/redis';
 import { closeAll, eventually, openConcurrently } from './redis-support.js';
 import { liveSlots, redisNow, topologies, type Topology } from './redis-topologies.js';
 
 // Real replicas on a machine shared with other work: generous per-test time (waits inside are bounded).
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
+
+/** The sorted set of every slot under a replica's REDIS_KEY_PREFIX (the gateway's own key layout). */
+const allSlots = (prefix: string) => redisKeys(prefix).slotsAll();
 
 /** Issue 3 §3: slots are leases; crashes, pauses, graceful exits and aborted upgrades. */
 describe.each(topologies)('connection slots as leases ($name, real replicas)', ({ start }) => {
@@ -51,7 +55,7 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     await Promise.all(held.map((c) => c.closed));
     // Nothing released them, but every lease ends within WEBSOCKET_LEASE_SECONDS of the crash
     // (by Redis' clock, the one the scripts use: exact however busy this machine is).
-    const expiries = (await admin.zrange(`${prefix}{slots}:all`, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).map(Number);
+    const expiries = (await admin.zrange(allSlots(prefix), 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).map(Number);
     expect(expiries).toHaveLength(3);
     expect(Math.max(...expiries) - killedAt).toBeLessThanOrEqual(2000);
     // And once they have ended, the other replica gives the user's slots to new sockets.
@@ -70,13 +74,13 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     const prefix = uniquePrefix('sigterm');
     const [a] = await replicas(1, { REDIS_KEY_PREFIX: prefix, WEBSOCKET_LEASE_SECONDS: '60' });
     const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => open(a!.wsUrl(`graceful-${i}`))));
-    expect(await liveSlots(admin, `${prefix}{slots}:all`)).toBe(8);
+    expect(await liveSlots(admin, allSlots(prefix))).toBe(8);
     const exit = await a!.stop();
     expect(exit.code).toBe(0);
     const codes = await Promise.all(clients.map((c) => c.closed));
     expect(codes.every((c) => c.code === 1001)).toBe(true);
     // A 60 s lease: only the release can explain an empty set.
-    expect(await admin.zcard(`${prefix}{slots}:all`)).toBe(0);
+    expect(await admin.zcard(allSlots(prefix))).toBe(0);
   });
 
   it('holds nothing for clients that give up in the middle of their upgrade', async () => {
@@ -88,10 +92,10 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
       Array.from({ length: attempts }, (_, i) => abortedUpgrade(a!.port, `quitter-${i % 7}`, i % 4)),
     );
     // Every aborted admission released what it took; the one real socket still counts.
-    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 1, 5000, 'aborted upgrades released');
-    expect(await admin.zrange(`${prefix}{slots}:all`, 0, -1)).toHaveLength(1);
+    await eventually(async () => (await liveSlots(admin, allSlots(prefix))) === 1, 5000, 'aborted upgrades released');
+    expect(await admin.zrange(allSlots(prefix), 0, -1)).toHaveLength(1);
     await keeper.close();
-    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 0, 5000, 'closed socket released');
+    await eventually(async () => (await liveSlots(admin, allSlots(prefix))) === 0, 5000, 'closed socket released');
   });
 
   it('closes its own sockets when it wakes from a SIGSTOP longer than the lease and its slots were taken', async () => {
@@ -120,7 +124,7 @@ describe.each(topologies)('connection slots as leases ($name, real replicas)', (
     // B's sockets are untouched and are the ones Redis counts.
     for (const c of onB) c.send({ agent_type: 'echo', message: 'still here' });
     for (const c of onB) expect(await c.next()).toMatchObject({ type: 'response', message: 'still here' });
-    expect(await liveSlots(admin, `${prefix}{slots}:all`)).toBe(2);
+    expect(await liveSlots(admin, allSlots(prefix))).toBe(2);
     await closeAll(onB);
   });
 
@@ -199,9 +203,9 @@ describe('slot bookkeeping under churn and mixed leases (single Redis, real repl
     expect(opened).toBeGreaterThan(300);
     expect(aborted).toBeGreaterThan(200);
     // Killed replicas' slots run out within a lease; releases of closes are asynchronous.
-    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === live.length, 6000, `redis counts == ${live.length} open sockets`);
+    await eventually(async () => (await liveSlots(admin, allSlots(prefix))) === live.length, 6000, `redis counts == ${live.length} open sockets`);
     await closeAll(live.map((l) => l.client));
-    await eventually(async () => (await liveSlots(admin, `${prefix}{slots}:all`)) === 0, 5000, 'all released');
+    await eventually(async () => (await liveSlots(admin, allSlots(prefix))) === 0, 5000, 'all released');
   });
 
   /**
@@ -227,7 +231,7 @@ describe('slot bookkeeping under churn and mixed leases (single Redis, real repl
     await brief.close();
     // Past the short lease (an expiry: no event to await).
     await new Promise((r) => setTimeout(r, 2500));
-    expect(await admin.zrange(`${prefix}{slots}:all`, 0, -1)).toHaveLength(2);
+    expect(await admin.zrange(allSlots(prefix), 0, -1)).toHaveLength(2);
     // Global limit 3 with u's 2 counted: one more socket fits, the next is refused.
     const third = await open(short.wsUrl('w1'));
     const fourth = await connect(short.wsUrl('w2'));

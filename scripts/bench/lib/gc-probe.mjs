@@ -11,8 +11,8 @@
 // (a plain gc() compacts only the most fragmented pages, so live sockets stay spread across pages
 // their upgrades' garbage filled).
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
 import inspector from 'node:inspector/promises';
+import { rssBytes } from './rss.mjs';
 
 const port = Number(process.env.WSGW_BENCH_GC_PORT);
 if (port > 0) {
@@ -23,9 +23,8 @@ if (port > 0) {
       () => {
         // RSS as the bench reads it from outside (VmRSS): process.memoryUsage().rss, from
         // /proc/self/stat, moved in 128 KiB steps on this kernel where VmRSS moved by 4 KiB.
-        const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024;
         res.setHeader('Content-Type', 'application/json');
-        res.end(JSON.stringify({ ...process.memoryUsage(), rss }));
+        res.end(JSON.stringify({ ...process.memoryUsage(), rss: rssBytes(process.pid) }));
       },
       (err) => {
         res.statusCode = 500;

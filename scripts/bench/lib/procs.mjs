@@ -6,6 +6,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
+export { rssBytes } from './rss.mjs';
+
 const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts CPU in these ticks
 const owned = new Map(); // pid -> ChildProcess
 
@@ -78,11 +80,6 @@ export function cpuSeconds(pid) {
   // The command name may hold spaces: fields are counted after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime (fields 14, 15)
-}
-
-export function rssBytes(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
 }
 
 /** Open sockets of a process (its descriptors that are sockets: TCP, Unix), from /proc. */
