@@ -1,6 +1,7 @@
 export * from './client.js';
 export * from './gateway.js';
 export * from './redis.js';
+export * from './ports.js';
 export * from './redis-cluster.js';
 export * from './processes.js';
 export * from './otlp.js';

@@ -1,10 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { freePort } from './ports.js';
 
 /** A Redis for tests, however it was found. */
 export interface TestRedis {
@@ -22,20 +22,6 @@ const HOW_TO_GET_REDIS =
 /** A key prefix no other test uses: every test's keys are its own. */
 export function uniquePrefix(name = 't'): string {
   return `test:${name}:${randomBytes(4).toString('hex')}:`;
-}
-
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export function hasRedisServer(): boolean {

@@ -1,11 +1,13 @@
 // Child processes the bench owns, and what /proc says about them.
 import { spawn, execFile } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
-import net from 'node:net';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+// Ports below the ephemeral range, none handed out twice (servers start side by side).
+import { freePort } from '@wsgw/testkit/ports';
 
+export { freePort };
 export { rssBytes } from './rss.mjs';
 
 const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts CPU in these ticks
@@ -47,30 +49,6 @@ export function stopProcess(child, graceMs = 5000) {
     try {
       process.kill(child.pid, 'SIGTERM');
     } catch {}
-  });
-}
-
-const handedOut = new Set();
-
-/** A port free right now and not handed out before by this process (servers start side by side). */
-export async function freePort() {
-  for (;;) {
-    const port = await anyFreePort();
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-}
-
-function anyFreePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
   });
 }
 
